@@ -1,0 +1,1 @@
+"""Runnable examples; ``python examples/demo.py`` is what ``make demo`` runs."""

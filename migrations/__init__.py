@@ -1,0 +1,1 @@
+"""pgqueue's numbered SQL migrations, shipped inside the wheel as ``pgqueue.migrations``."""

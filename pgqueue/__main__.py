@@ -1,0 +1,5 @@
+"""``python -m pgqueue`` is the ``pgqueue`` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,113 @@
+"""Writes job outcomes in batches, and keeps them while the database is away.
+
+Finished jobs hand their ``Transition`` to ``push``; one loop writes everything that
+piled up with a single guarded statement, so under load one round trip acknowledges
+hundreds of jobs and when idle a job is acknowledged at once. If the database is
+unreachable the batch stays in memory and is written when it is back (the guard in
+the statement makes a repeated write harmless). A batch the database rejects for its
+content is split to find the bad outcome, which is logged and dropped: that job stays
+``executing`` and is rescued like a crashed one, the others are written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import psycopg
+
+from ._engine import Engine
+from ._outcomes import Transition
+from ._service import TRANSIENT, Service, _first_line, reconnect_delay
+
+log = logging.getLogger("pgqueue.acker")
+
+
+class Acker(Service):
+    name = "acker"
+
+    def __init__(
+        self, engine: Engine, *, max_batch: int = 5000, on_db_error: object = None
+    ) -> None:
+        super().__init__()
+        self.engine = engine
+        self.max_batch = max_batch
+        self._buffer: list[Transition] = []
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._on_db_error = on_db_error
+        self.written = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    def push(self, transition: Transition) -> None:
+        self._buffer.append(transition)
+        self._idle.clear()
+        self.wake()
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait until every pushed outcome is written; False if ``timeout`` passed first."""
+        if not self.running and self._buffer:
+            await self.start()
+        self.wake()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def run(self) -> None:
+        failures = 0
+        while True:
+            if not self._buffer:
+                self._idle.set()
+                if self._stopping:
+                    return
+                await self.sleep(None)
+                continue
+            batch = self._buffer[: self.max_batch]
+            try:
+                await self._write(batch)
+            except TRANSIENT as exc:
+                failures += 1
+                if failures == 1:
+                    log.warning(
+                        "cannot write %d job outcome(s) (%s); keeping them and retrying",
+                        len(self._buffer),
+                        _first_line(exc),
+                    )
+                    if callable(self._on_db_error):
+                        self._on_db_error()
+                if self._stopping and failures > 3:
+                    # The node is leaving; what is still here will be rescued later.
+                    log.error(
+                        "giving up on %d unwritten job outcome(s) at shutdown", len(self._buffer)
+                    )
+                    self._idle.set()
+                    return
+                await self.sleep(reconnect_delay(failures))
+                continue
+            if failures:
+                log.info("job outcomes written again after %d failed tries", failures)
+                failures = 0
+            del self._buffer[: len(batch)]
+
+    async def _write(self, batch: Sequence[Transition]) -> None:
+        try:
+            self.written += await self.engine.ack_jobs(batch)
+        except TRANSIENT:
+            raise
+        except psycopg.Error as exc:
+            if len(batch) == 1:
+                t = batch[0]
+                log.error(
+                    "dropping outcome %s of job %s attempt %s: %s", t.state, t.id, t.attempt, exc
+                )
+                return
+            mid = len(batch) // 2
+            await self._write(batch[:mid])
+            await self._write(batch[mid:])

@@ -1,0 +1,238 @@
+"""``Client``: how application code enqueues jobs, sync or async, on its own transaction or not.
+
+One Client serves both worlds: a sync pool and an async pool, each opened on first use.
+Given ``conn=`` (the caller's psycopg connection), an enqueue runs inside the caller's
+transaction and neither commits nor opens a pool; workers are woken when it commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from . import _engine
+from ._dsn import describe, resolve_dsn, unavailable
+from ._errors import ConfigError
+from ._job import Job, JobSpec
+from ._worker import Worker
+from .sql import queries
+
+SCHEMA_ENV = "PGQUEUE_SCHEMA"
+
+
+def _check_schema(schema: str) -> str:
+    if not isinstance(schema, str) or not 0 < len(schema) <= 63:
+        raise ConfigError(f"schema must be a name of 1-63 characters, got {schema!r}")
+    return schema
+
+
+class Client:
+    """Entry point for enqueueing; cheap to construct, pools open lazily.
+
+    dsn: PostgreSQL connection string; default ``$DATABASE_URL``.
+    schema: where pgqueue's tables live; default ``$PGQUEUE_SCHEMA`` or ``public``.
+    """
+
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        schema: str | None = None,
+        min_size: int = 1,
+        max_size: int = 10,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.dsn = resolve_dsn(dsn)
+        self.schema = _check_schema(schema or os.environ.get(SCHEMA_ENV) or "public")
+        self.queries = queries(self.schema)
+        self._min_size = min_size
+        self._max_size = max_size
+        self._connect_timeout = connect_timeout
+        self._lock = threading.Lock()
+        self._pool: ConnectionPool | None = None
+        self._apools: dict[asyncio.AbstractEventLoop, AsyncConnectionPool] = {}
+
+    def __repr__(self) -> str:
+        return f"<pgqueue.Client {describe(self.dsn)} schema={self.schema}>"
+
+    # ---- pools --------------------------------------------------------------------
+
+    def pool(self) -> ConnectionPool:
+        """The sync pool, opened (and checked) on first use."""
+        with self._lock:
+            if self._pool is None:
+                pool = ConnectionPool(
+                    self.dsn,
+                    min_size=self._min_size,
+                    max_size=self._max_size,
+                    open=False,
+                    kwargs={"autocommit": True},
+                    timeout=self._connect_timeout,
+                    name="pgqueue-sync",
+                )
+                try:
+                    # A direct first connection reports the real reason (refused, bad
+                    # password, no such database) at once instead of a pool timeout.
+                    psycopg.connect(self.dsn, connect_timeout=self._timeout_s()).close()
+                    pool.open(wait=True, timeout=self._connect_timeout)
+                except Exception as exc:
+                    pool.close()
+                    raise unavailable(exc, self.dsn) from None
+                self._pool = pool
+            return self._pool
+
+    async def apool(self) -> AsyncConnectionPool:
+        """The async pool of the running event loop, opened on first use."""
+        loop = asyncio.get_running_loop()
+        pool = self._apools.get(loop)
+        if pool is None:
+            pool = AsyncConnectionPool(
+                self.dsn,
+                min_size=self._min_size,
+                max_size=self._max_size,
+                open=False,
+                kwargs={"autocommit": True},
+                timeout=self._connect_timeout,
+                name="pgqueue-async",
+            )
+            try:
+                first = await psycopg.AsyncConnection.connect(
+                    self.dsn, connect_timeout=self._timeout_s()
+                )
+                await first.close()
+                await pool.open(wait=True, timeout=self._connect_timeout)
+            except Exception as exc:
+                await pool.close()
+                raise unavailable(exc, self.dsn) from None
+            self._apools[loop] = pool
+        return pool
+
+    def _timeout_s(self) -> int:
+        return max(1, round(self._connect_timeout))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
+
+    async def aclose(self) -> None:
+        pool = self._apools.pop(asyncio.get_running_loop(), None)
+        if pool is not None:
+            await pool.close()
+        self.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # ---- enqueue ------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        worker: type[Worker] | str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        conn: psycopg.Connection[Any] | None = None,
+        **options: Any,
+    ) -> Job:
+        """Insert one job of ``worker`` (a Worker class or a registered name)."""
+        return self.enqueue_many([_spec(worker, args, options)], conn=conn)[0]
+
+    def enqueue_many(
+        self, specs: Sequence[JobSpec], *, conn: psycopg.Connection[Any] | None = None
+    ) -> list[Job]:
+        """Insert many jobs in one statement; returns them in order (duplicates flagged)."""
+        specs = _check_specs(specs)
+        if not specs:
+            return []
+        if conn is not None:
+            return _engine.insert_jobs(conn, self.queries, specs)
+        with self.pool().connection() as c:
+            return _engine.insert_jobs(c, self.queries, specs)
+
+    async def enqueue_async(
+        self,
+        worker: type[Worker] | str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        conn: psycopg.AsyncConnection[Any] | None = None,
+        **options: Any,
+    ) -> Job:
+        jobs = await self.enqueue_many_async([_spec(worker, args, options)], conn=conn)
+        return jobs[0]
+
+    async def enqueue_many_async(
+        self, specs: Sequence[JobSpec], *, conn: psycopg.AsyncConnection[Any] | None = None
+    ) -> list[Job]:
+        specs = _check_specs(specs)
+        if not specs:
+            return []
+        if conn is not None:
+            return await _engine.insert_jobs_async(conn, self.queries, specs)
+        pool = await self.apool()
+        async with pool.connection() as c:
+            return await _engine.insert_jobs_async(c, self.queries, specs)
+
+
+def _spec(
+    worker: type[Worker] | str, args: Mapping[str, Any] | None, options: dict[str, Any]
+) -> JobSpec:
+    if isinstance(worker, type) and issubclass(worker, Worker):
+        return worker.new(args, **options)
+    if isinstance(worker, str):
+        return JobSpec.build(worker, args, **options)
+    raise ConfigError(f"enqueue needs a Worker class or a worker name, got {worker!r}")
+
+
+def _check_specs(specs: Sequence[JobSpec]) -> list[JobSpec]:
+    specs = list(specs)
+    for s in specs:
+        if not isinstance(s, JobSpec):
+            raise ConfigError(
+                f"enqueue_many takes JobSpec values (from Worker.new(...)), got {type(s).__name__}"
+            )
+    return specs
+
+
+_default: Client | None = None
+_default_lock = threading.Lock()
+
+
+def configure(dsn: str | None = None, *, schema: str | None = None, **options: Any) -> Client:
+    """Set (and return) the Client used when ``enqueue`` is given none."""
+    global _default
+    client = Client(dsn, schema=schema, **options)
+    with _default_lock:
+        old, _default = _default, client
+    if old is not None:
+        old.close()
+    return client
+
+
+def default_client() -> Client:
+    """The configured Client, or one for ``$DATABASE_URL`` made on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Client()
+        return _default
+
+
+def configured_client() -> Client | None:
+    """The Client an app module configured, if any (the worker command honours it)."""
+    return _default

@@ -1,0 +1,263 @@
+"""The database boundary: every statement pgqueue runs goes through this module.
+
+Queries come from ``pgqueue.sql``; this module binds parameters and turns rows into
+``Job`` values. ``Engine`` serves the asyncio runtime from a pool of autocommit
+connections (one statement, one round trip). Enqueue runs on a caller's connection,
+sync or async, through ``insert_jobs`` / ``insert_jobs_async``: one parameter builder,
+one result reader, and a two-line execute for each kind of connection.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import fields, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import RowMaker
+from psycopg_pool import AsyncConnectionPool
+
+from ._job import Job, JobSpec
+from ._outcomes import Transition
+from ._unique import states_literal, unique_key
+from .sql import Queries, queries
+
+_JOB_FIELDS = frozenset(f.name for f in fields(Job)) - {"meta_updates", "_cancel"}
+# How often an enqueue asks again for a unique job that a concurrent transaction
+# committed after this one's snapshot (it is then visible to the next statement).
+_CONFLICT_ROUNDS = 5
+
+
+def channel(schema: str) -> str:
+    """The LISTEN/NOTIFY channel of a schema's jobs (the insert trigger uses the same)."""
+    return f"{schema}.pgqueue_jobs"
+
+
+def job_row(cursor: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any]) -> RowMaker[Job]:
+    """A psycopg row factory building ``Job`` from whatever job columns a query returns."""
+    return _row_maker(cursor.description or ())
+
+
+# ---- enqueue ---------------------------------------------------------------------------
+
+
+def _tags_literal(tags: Sequence[str]) -> str:
+    quoted = ('"' + t.replace("\\", "\\\\").replace('"', '\\"') + '"' for t in tags)
+    return "{" + ",".join(quoted) + "}"
+
+
+def insert_params(specs: Sequence[JobSpec], now: datetime) -> dict[str, list[Any]]:
+    """The parallel arrays of ``insert_jobs`` for ``specs``."""
+    p: dict[str, list[Any]] = {
+        k: []
+        for k in (
+            "workers",
+            "queues",
+            "args",
+            "metas",
+            "tags",
+            "priorities",
+            "max_attempts",
+            "ats",
+            "delays",
+            "unique_keys",
+            "unique_states",
+        )
+    }
+    for s in specs:
+        p["workers"].append(s.worker)
+        p["queues"].append(s.queue)
+        p["args"].append(s.args_json)
+        p["metas"].append(s.meta_json)
+        p["tags"].append(_tags_literal(s.tags))
+        p["priorities"].append(s.priority)
+        p["max_attempts"].append(s.max_attempts)
+        p["ats"].append(s.scheduled_at)
+        p["delays"].append(s.schedule_in)
+        if s.unique is None:
+            p["unique_keys"].append(None)
+            p["unique_states"].append(None)
+        else:
+            p["unique_keys"].append(
+                unique_key(s.unique, worker=s.worker, queue=s.queue, args=s.args, now=now)
+            )
+            p["unique_states"].append(states_literal(s.unique.states))
+    return p
+
+
+def _assign(
+    keys: Sequence[str | None],
+    rows: Sequence[tuple[Any, ...]],
+    make: Callable[[Sequence[Any]], Job],
+) -> list[Job | None]:
+    """Match the statement's rows to the specs, in order.
+
+    Inserted rows come first, in input order (minus the skipped duplicates); rows that
+    already existed follow, flagged conflict. A unique spec that inserted nothing gets
+    the existing row, or the row an earlier spec of the same batch inserted; None if
+    neither is visible yet (a concurrent commit), which the caller asks for again.
+    """
+    inserted = [r for r in rows if not r[0]]
+    existing = {r[-1]: r for r in rows if r[0]}
+    inserted_keys = {r[-1] for r in inserted if r[-1] is not None}
+    claimed: dict[str, Job] = {}
+    out: list[Job | None] = []
+    it = iter(inserted)
+    for key in keys:
+        if key is not None and (key in claimed or key not in inserted_keys):
+            if key in claimed:
+                job = replace(claimed[key])
+            elif key in existing:
+                job = make(existing[key])
+            else:
+                out.append(None)
+                continue
+            job.conflict = True
+            out.append(job)
+            continue
+        row = next(it)
+        if row[-1] != key:
+            raise RuntimeError("insert_jobs returned rows out of input order")
+        job = make(row)
+        if key is not None:
+            claimed[key] = job
+        out.append(job)
+    return out
+
+
+def _row_maker(description: Any) -> Callable[[Sequence[Any]], Job]:
+    names = [c.name for c in description]
+    keep = [(i, n) for i, n in enumerate(names) if n in _JOB_FIELDS]
+    return lambda values: Job(**{n: values[i] for i, n in keep})
+
+
+def insert_jobs(conn: psycopg.Connection[Any], q: Queries, specs: Sequence[JobSpec]) -> list[Job]:
+    """Insert ``specs`` on ``conn`` in one statement (more only for racing unique jobs)."""
+    result: list[Job | None] = [None] * len(specs)
+    todo = list(range(len(specs)))
+    for _ in range(_CONFLICT_ROUNDS):
+        batch = [specs[i] for i in todo]
+        params = insert_params(batch, datetime.now(UTC))
+        with conn.cursor() as cur:
+            cur.execute(q.insert_jobs, params)
+            rows = cur.fetchall()
+            make = _row_maker(cur.description)
+        todo = _merge(result, todo, _assign(params["unique_keys"], rows, make))
+        if not todo:
+            return result  # type: ignore[return-value]
+    raise _unresolved(specs, todo)
+
+
+async def insert_jobs_async(
+    conn: psycopg.AsyncConnection[Any], q: Queries, specs: Sequence[JobSpec]
+) -> list[Job]:
+    """``insert_jobs`` for an ``AsyncConnection``."""
+    result: list[Job | None] = [None] * len(specs)
+    todo = list(range(len(specs)))
+    for _ in range(_CONFLICT_ROUNDS):
+        batch = [specs[i] for i in todo]
+        params = insert_params(batch, datetime.now(UTC))
+        async with conn.cursor() as cur:
+            await cur.execute(q.insert_jobs, params)
+            rows = await cur.fetchall()
+            make = _row_maker(cur.description)
+        todo = _merge(result, todo, _assign(params["unique_keys"], rows, make))
+        if not todo:
+            return result  # type: ignore[return-value]
+    raise _unresolved(specs, todo)
+
+
+def _merge(result: list[Job | None], todo: list[int], jobs: list[Job | None]) -> list[int]:
+    left = []
+    for index, job in zip(todo, jobs, strict=True):
+        if job is None:
+            left.append(index)
+        else:
+            result[index] = job
+    return left
+
+
+def _unresolved(specs: Sequence[JobSpec], todo: list[int]) -> RuntimeError:
+    names = sorted({specs[i].worker for i in todo})
+    return RuntimeError(
+        f"{len(todo)} unique job(s) of {', '.join(names)} conflicted with a row that is not "
+        "visible to this transaction (REPEATABLE READ or SERIALIZABLE?); retry the enqueue"
+    )
+
+
+# ---- the worker runtime ----------------------------------------------------------------
+
+
+def _json_or_none(value: dict[str, Any] | None) -> str | None:
+    return None if value is None else json.dumps(value, default=str)
+
+
+class Engine:
+    """Job operations of a worker node over a pool of autocommit connections."""
+
+    def __init__(self, pool: AsyncConnectionPool, schema: str) -> None:
+        self.pool = pool
+        self.schema = schema
+        self.q = queries(schema)
+        self.channel = channel(schema)
+
+    async def applied_versions(self, conn: psycopg.AsyncConnection[Any]) -> list[int]:
+        """Migration versions recorded in the schema (empty when never migrated)."""
+        table = sql.Identifier(self.schema).as_string() + ".pgqueue_migrations"
+        cur = await conn.execute(self.q.migrations_table_exists, {"table": table})
+        row = await cur.fetchone()
+        if not row or not row[0]:
+            return []
+        cur = await conn.execute(self.q.applied_migrations)
+        return [r[0] for r in await cur.fetchall()]
+
+    async def fetch_jobs(self, queue: str, limit: int, node: str) -> list[Job]:
+        async with self.pool.connection() as conn, conn.cursor(row_factory=job_row) as cur:
+            await cur.execute(self.q.fetch_jobs, {"queue": queue, "limit": limit, "node": node})
+            return await cur.fetchall()
+
+    async def ack_jobs(self, transitions: Sequence[Transition]) -> int:
+        """Apply outcomes; returns how many rows were still theirs to change."""
+        params: dict[str, list[Any]] = {
+            "ids": [],
+            "attempts": [],
+            "states": [],
+            "delays": [],
+            "errors": [],
+            "metas": [],
+            "extra_attempts": [],
+        }
+        for t in transitions:
+            params["ids"].append(t.id)
+            params["attempts"].append(t.attempt)
+            params["states"].append(t.state)
+            params["delays"].append(t.delay)
+            params["errors"].append(_json_or_none(t.error))
+            params["metas"].append(_json_or_none(t.meta))
+            params["extra_attempts"].append(t.extra_attempts)
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(self.q.ack_jobs, params)
+            return cur.rowcount
+
+    async def stage_jobs(self, limit: int = 5000) -> dict[str, int]:
+        """Make due jobs available; returns jobs staged per queue (workers are notified)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(self.q.stage_jobs, {"limit": limit, "channel": self.channel})
+            return {queue: count for queue, count, _ in await cur.fetchall()}
+
+    async def handback_jobs(self, jobs: Sequence[Job]) -> list[str]:
+        """Return unfinished jobs to ``available``; returns the queues to wake."""
+        if not jobs:
+            return []
+        params = {"ids": [j.id for j in jobs], "attempts": [j.attempt for j in jobs]}
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(self.q.handback_jobs, params)
+            queues = sorted({queue for _, queue in await cur.fetchall()})
+            if queues:
+                await conn.execute(
+                    self.q.notify_queues, {"channel": self.channel, "queues": queues}
+                )
+            return queues

@@ -1,0 +1,130 @@
+"""Run one claimed job and say what should happen to it next.
+
+The steps, in order: find the registered worker (a row naming anything else fails
+with ``UnknownWorker``), perform with the worker's timeout (async on the event loop,
+sync on a thread), capture the result or exception, let ``decide`` turn it into a
+``Transition``, and emit the events integrations listen to. Nothing a job does can
+escape this function except the cancellation of the node itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from . import _events, _registry
+from ._backoff import backoff_seconds
+from ._errors import JobTimeout, UnknownWorker
+from ._job import Job
+from ._outcomes import Failure, Success, Transition, decide
+from ._worker import Worker
+
+log = logging.getLogger("pgqueue.executor")
+
+
+class Executor:
+    """Performs jobs for one node; sync jobs share its thread pool."""
+
+    def __init__(self, node: str, threads: ThreadPoolExecutor) -> None:
+        self.node = node
+        self.threads = threads
+        self._instances: dict[type[Worker], Worker] = {}
+
+    def _instance(self, cls: type[Worker]) -> Worker:
+        worker = self._instances.get(cls)
+        if worker is None:
+            worker = self._instances[cls] = cls()
+        return worker
+
+    async def run(self, job: Job) -> Transition:
+        started = time.perf_counter()
+        _events.emit("job_start", job=job, node=self.node)
+        cls = _registry.lookup(job.worker)
+        worker: Worker | None = None
+        if cls is None:
+            outcome: Success | Failure = Failure(UnknownWorker(job.worker))
+        else:
+            try:
+                worker = self._instance(cls)
+            except Exception as exc:
+                outcome = Failure.capture(exc)
+            else:
+                outcome = await self._perform(worker, cls, job)
+        transition = decide(job, outcome, now=datetime.now(UTC), backoff=_safe_backoff(worker))
+        duration = time.perf_counter() - started
+        if isinstance(outcome, Failure) and transition.error is not None:
+            _events.emit(
+                "job_exception",
+                job=job,
+                node=self.node,
+                transition=transition,
+                duration=duration,
+                error=outcome.error,
+                traceback=outcome.traceback,
+            )
+        _events.emit(
+            "job_stop",
+            job=job,
+            node=self.node,
+            transition=transition,
+            duration=duration,
+            outcome=transition.state,
+        )
+        return transition
+
+    async def _perform(self, worker: Worker, cls: type[Worker], job: Job) -> Success | Failure:
+        timeout = cls.timeout
+        try:
+            if cls.is_async:
+                if timeout is None:
+                    return Success(await worker.perform(job))  # type: ignore[misc]
+                scope = asyncio.timeout(timeout)
+                try:
+                    async with scope:
+                        return Success(await worker.perform(job))  # type: ignore[misc]
+                except TimeoutError as exc:
+                    if not scope.expired():
+                        return Failure.capture(exc)  # the job's own TimeoutError
+                    job.request_cancel()
+                    return Failure(JobTimeout(timeout))
+            future = asyncio.get_running_loop().run_in_executor(self.threads, worker.perform, job)
+            future.add_done_callback(_consume)
+            if timeout is None:
+                return Success(await future)
+            done, _ = await asyncio.wait({future}, timeout=timeout)
+            if not done:
+                # A thread cannot be interrupted: ask the job to stop, ignore its result.
+                job.request_cancel()
+                return Failure(JobTimeout(timeout))
+            return Success(future.result())
+        except asyncio.CancelledError:
+            job.request_cancel()
+            raise
+        except (Exception, SystemExit) as exc:
+            return Failure.capture(exc)
+
+
+def _consume(future: asyncio.Future[object]) -> None:
+    # A thread abandoned on timeout or shutdown finishes later; nobody awaits its result.
+    if not future.cancelled():
+        future.exception()
+
+
+def _safe_backoff(worker: Worker | None):
+    """The worker's backoff, falling back to the default if the override misbehaves."""
+
+    def backoff(job: Job) -> float:
+        if worker is None:
+            return backoff_seconds(job.attempt)
+        try:
+            return float(worker.backoff(job))
+        except Exception:
+            log.exception(
+                "backoff() of %s failed for job %s; using the default", job.worker, job.id
+            )
+            return backoff_seconds(job.attempt)
+
+    return backoff

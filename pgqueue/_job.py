@@ -1,0 +1,167 @@
+"""What a job is: the row a worker receives (`Job`) and the request to insert one (`JobSpec`).
+
+`JobSpec` validates and serialises everything at construction, so a bad enqueue fails in
+the caller's code with a clear message and nothing reaches the database.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ._errors import ConfigError
+from ._unique import Unique
+
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+
+
+@dataclass(slots=True, eq=False)
+class Job:
+    """One job row, as a worker's ``perform`` sees it.
+
+    ``conflict`` is True when an enqueue found an existing unique job and returned it
+    instead of inserting. ``update_meta`` records values (a result, progress) that are
+    merged into the row's ``meta`` when the attempt is acknowledged.
+    """
+
+    id: int
+    worker: str
+    queue: str = "default"
+    args: dict[str, Any] = field(default_factory=dict)
+    state: str = "available"
+    meta: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    attempt: int = 0
+    max_attempts: int = 20
+    priority: int = 0
+    inserted_at: datetime | None = None
+    scheduled_at: datetime | None = None
+    attempted_at: datetime | None = None
+    completed_at: datetime | None = None
+    discarded_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    attempted_by: str | None = None
+    conflict: bool = False
+    meta_updates: dict[str, Any] | None = field(default=None, repr=False)
+    _cancel: threading.Event | None = field(default=None, repr=False)
+
+    def update_meta(self, values: Mapping[str, Any]) -> None:
+        """Merge ``values`` into the job's meta when this attempt is acknowledged."""
+        json.dumps(values)  # fail in perform, where the traceback makes sense
+        if self.meta_updates is None:
+            self.meta_updates = {}
+        self.meta_updates.update(values)
+        self.meta.update(values)
+
+    @property
+    def cancel_requested(self) -> bool:
+        """True once the node asked this attempt to stop (timeout, cancel, shutdown).
+
+        Sync jobs cannot be interrupted from outside their thread; long ones should check
+        this between steps and return early. Whatever they return then is ignored.
+        """
+        return self._cancel is not None and self._cancel.is_set()
+
+    def request_cancel(self) -> None:
+        if self._cancel is None:
+            self._cancel = threading.Event()
+        self._cancel.set()
+
+
+def _json(value: Any, what: str) -> str:
+    try:
+        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{what} must be JSON-serialisable: {exc}") from None
+
+
+@dataclass(slots=True, frozen=True)
+class JobSpec:
+    """A validated request to insert one job. Build it with ``Worker.new`` or ``JobSpec.build``."""
+
+    worker: str
+    args: dict[str, Any]
+    args_json: str
+    queue: str
+    priority: int
+    max_attempts: int
+    tags: tuple[str, ...]
+    meta_json: str
+    scheduled_at: datetime | None
+    schedule_in: float | None
+    unique: Unique | None
+
+    @classmethod
+    def build(
+        cls,
+        worker: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        queue: str = "default",
+        priority: int = 0,
+        max_attempts: int = 20,
+        tags: Iterable[str] = (),
+        meta: Mapping[str, Any] | None = None,
+        scheduled_at: datetime | None = None,
+        schedule_in: float | None = None,
+        unique: Unique | None = None,
+    ) -> JobSpec:
+        if not isinstance(worker, str) or not 0 < len(worker) <= 255:
+            raise ConfigError(f"worker must be a name of 1-255 characters, got {worker!r}")
+        args = {} if args is None else args
+        if not isinstance(args, Mapping):
+            raise ConfigError(f"args must be a JSON object (a dict), got {type(args).__name__}")
+        args = dict(args)
+        meta = {} if meta is None else meta
+        if not isinstance(meta, Mapping):
+            raise ConfigError(f"meta must be a JSON object (a dict), got {type(meta).__name__}")
+        if not isinstance(queue, str) or not QUEUE_NAME.match(queue):
+            raise ConfigError(
+                f"queue must be 1-128 characters of letters, digits and _.- ; got {queue!r}"
+            )
+        if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9:
+            raise ConfigError(
+                f"priority must be an integer from 0 (highest) to 9, got {priority!r}"
+            )
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+            raise ConfigError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
+        if isinstance(tags, str):
+            raise ConfigError(f"tags must be a list of strings, got the string {tags!r}")
+        tags = tuple(tags)
+        if not all(isinstance(t, str) for t in tags):
+            raise ConfigError(f"tags must be a list of strings, got {list(tags)!r}")
+        if scheduled_at is not None and schedule_in is not None:
+            raise ConfigError("give scheduled_at or schedule_in, not both")
+        if scheduled_at is not None and (
+            not isinstance(scheduled_at, datetime) or scheduled_at.tzinfo is None
+        ):
+            raise ConfigError(
+                f"scheduled_at must be a timezone-aware datetime, got {scheduled_at!r}"
+            )
+        if schedule_in is not None and (
+            isinstance(schedule_in, bool)
+            or not isinstance(schedule_in, int | float)
+            or not math.isfinite(schedule_in)
+            or schedule_in < 0
+        ):
+            raise ConfigError(f"schedule_in must be a number of seconds >= 0, got {schedule_in!r}")
+        return cls(
+            worker=worker,
+            args=args,
+            args_json=_json(args, "args"),
+            queue=queue,
+            priority=priority,
+            max_attempts=max_attempts,
+            tags=tags,
+            meta_json=_json(dict(meta), "meta"),
+            scheduled_at=scheduled_at,
+            schedule_in=None if schedule_in is None else float(schedule_in),
+            unique=unique,
+        )

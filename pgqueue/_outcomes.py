@@ -1,0 +1,121 @@
+"""From what ``perform`` did to the job's next state: the outcome policy, as data.
+
+``perform`` returns or raises; the executor wraps that in ``Success`` or ``Failure``;
+``decide`` (pure: no clock, no database) turns it into a ``Transition``; the acker
+applies batches of transitions with one guarded statement. Keeping the decision here
+means every rule of DESIGN §3 is tested without a database.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ._job import Job
+
+# A traceback is for a person reading one failed attempt; 20 attempts of a deep stack
+# must not bloat the row, so each one is kept to its last part.
+MAX_TRACEBACK_CHARS = 8000
+MAX_MESSAGE_CHARS = 2000
+
+
+class Snooze(Exception):
+    """Return or raise to run the job again in ``seconds`` without using up an attempt."""
+
+    def __init__(self, seconds: float) -> None:
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not (math.isfinite(seconds) and seconds >= 0)
+        ):
+            raise ValueError(f"Snooze needs a number of seconds >= 0, got {seconds!r}")
+        super().__init__(f"snoozed for {seconds:g} s")
+        self.seconds = float(seconds)
+
+
+class Cancel(Exception):
+    """Return or raise to stop the job for good: it ends ``cancelled``."""
+
+    def __init__(self, reason: str = "cancelled by the job") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Discard(Exception):
+    """Return or raise to send the job to the dead letter (``discarded``) now."""
+
+    def __init__(self, reason: str = "discarded by the job") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(slots=True, frozen=True)
+class Success:
+    value: Any = None
+
+
+@dataclass(slots=True, frozen=True)
+class Failure:
+    error: BaseException
+    traceback: str = ""
+
+    @classmethod
+    def capture(cls, error: BaseException) -> Failure:
+        text = "".join(traceback.format_exception(error))
+        return cls(error, text[-MAX_TRACEBACK_CHARS:])
+
+
+@dataclass(slots=True, frozen=True)
+class Transition:
+    """The next state of one attempt, applied only if the job is still ``executing``
+    with this ``attempt`` (so a stale result can never overwrite a newer run)."""
+
+    id: int
+    attempt: int
+    state: str
+    delay: float | None = None  # seconds from now until the job is due again
+    error: dict[str, Any] | None = None  # appended to the row's errors
+    meta: dict[str, Any] | None = None  # merged into the row's meta
+    extra_attempts: int = 0  # added to max_attempts (a snooze keeps its budget)
+
+
+def error_entry(job: Job, failure: Failure, at: datetime) -> dict[str, Any]:
+    err = failure.error
+    return {
+        "attempt": job.attempt,
+        "at": at.isoformat(),
+        "error": type(err).__qualname__,
+        "message": str(err)[:MAX_MESSAGE_CHARS],
+        "traceback": failure.traceback,
+    }
+
+
+def decide(
+    job: Job,
+    outcome: Success | Failure,
+    *,
+    now: datetime,
+    backoff: Callable[[Job], float],
+) -> Transition:
+    """The transition for one finished attempt of ``job``."""
+    signal = outcome.value if isinstance(outcome, Success) else outcome.error
+    meta = job.meta_updates
+    if isinstance(signal, Snooze):
+        return Transition(job.id, job.attempt, "scheduled", signal.seconds, None, meta, 1)
+    if isinstance(signal, Cancel | Discard):
+        failure = outcome if isinstance(outcome, Failure) else Failure(signal)
+        state = "cancelled" if isinstance(signal, Cancel) else "discarded"
+        return Transition(job.id, job.attempt, state, None, error_entry(job, failure, now), meta)
+    if isinstance(outcome, Success):
+        return Transition(job.id, job.attempt, "completed", None, None, meta)
+    entry = error_entry(job, outcome, now)
+    if job.attempt >= job.max_attempts:
+        return Transition(job.id, job.attempt, "discarded", None, entry, meta)
+    delay = backoff(job)
+    if not (isinstance(delay, int | float) and math.isfinite(delay)) or delay < 0:
+        delay = 0.0
+    return Transition(job.id, job.attempt, "retryable", float(delay), entry, meta)

@@ -1,0 +1,98 @@
+"""One queue of one node: claims jobs into free slots and runs them.
+
+The loop claims with one statement sized to the free slots, starts a task per job, and
+then sleeps until something can change the answer: a notification for its queue, a
+slot freeing up after a full claim, or the poll interval (the fallback that makes a
+lost notification cost latency, never a job). Results go to the acker; the slot frees
+as soon as the job returns, while its acknowledgement is written in the next batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ._acker import Acker
+from ._engine import Engine
+from ._executor import Executor
+from ._job import Job
+from ._service import TRANSIENT, Service, _first_line, jittered, reconnect_delay
+
+log = logging.getLogger("pgqueue.producer")
+
+
+class Producer(Service):
+    def __init__(
+        self,
+        queue: str,
+        limit: int,
+        *,
+        engine: Engine,
+        executor: Executor,
+        acker: Acker,
+        node: str,
+        poll_interval: float,
+        on_db_error: object = None,
+    ) -> None:
+        super().__init__()
+        if limit < 1:
+            raise ValueError(f"queue {queue!r} needs a concurrency >= 1, got {limit}")
+        self.name = f"producer[{queue}]"
+        self.queue = queue
+        self.limit = limit
+        self.engine = engine
+        self.executor = executor
+        self.acker = acker
+        self.node = node
+        self.poll_interval = poll_interval
+        self.paused = False
+        self.running_jobs: dict[int, tuple[Job, asyncio.Task[None]]] = {}
+        self._last_full = False
+        self._on_db_error = on_db_error
+
+    def notify(self) -> None:
+        """Jobs may be available (a notification, a poll, a resume)."""
+        self.wake()
+
+    async def run(self) -> None:
+        failures = 0
+        while not self._stopping:
+            free = self.limit - len(self.running_jobs)
+            if free > 0 and not self.paused:
+                try:
+                    jobs = await self.engine.fetch_jobs(self.queue, free, self.node)
+                except TRANSIENT as exc:
+                    failures += 1
+                    if failures == 1:
+                        log.warning(
+                            "queue %s: cannot claim jobs (%s); retrying",
+                            self.queue,
+                            _first_line(exc),
+                        )
+                        if callable(self._on_db_error):
+                            self._on_db_error()
+                    await self.sleep(reconnect_delay(failures))
+                    continue
+                if failures:
+                    log.info("queue %s: claiming again", self.queue)
+                    failures = 0
+                for job in jobs:
+                    self._launch(job)
+                self._last_full = len(jobs) == free
+                if self._last_full:
+                    continue
+            # Idle or full: wait for a notification, a freed slot, or the poll.
+            await self.sleep(None if free <= 0 else jittered(self.poll_interval))
+
+    def _launch(self, job: Job) -> None:
+        task = asyncio.create_task(self._execute(job), name=f"pgqueue-job-{job.id}")
+        self.running_jobs[job.id] = (job, task)
+
+    async def _execute(self, job: Job) -> None:
+        try:
+            transition = await self.executor.run(job)
+            self.acker.push(transition)
+        finally:
+            self.running_jobs.pop(job.id, None)
+            if self._last_full:
+                self.wake()  # the queue had more than we could take: claim again

@@ -1,0 +1,194 @@
+"""Defining workers: the ``Worker`` base class and the ``@worker`` function form.
+
+A subclass registers itself as ``"<module>.<ClassName>"`` (or its ``name``) when its
+module is imported. Class attributes are the defaults of its jobs; ``new`` builds an
+insert request and ``enqueue`` / ``enqueue_async`` insert one through a ``Client``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from . import _registry
+from ._backoff import backoff_seconds
+from ._errors import ConfigError
+from ._job import QUEUE_NAME, Job, JobSpec
+from ._unique import Unique
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from ._client import Client
+
+_MISSING: Any = object()
+
+
+class Worker:
+    """Subclass and define ``perform`` (sync or ``async``) to declare a kind of job."""
+
+    name: ClassVar[str]
+    queue: ClassVar[str] = "default"
+    max_attempts: ClassVar[int] = 20
+    priority: ClassVar[int] = 0
+    timeout: ClassVar[float | None] = 300.0
+    unique: ClassVar[Unique | None] = None
+    is_async: ClassVar[bool] = False
+
+    def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:
+        """Register the subclass; ``abstract=True`` makes a shared base that is not a worker."""
+        super().__init_subclass__(**kwargs)
+        if abstract:
+            return
+        if "name" not in cls.__dict__:
+            cls.name = f"{cls.__module__}.{cls.__qualname__}"
+        if "perform" not in cls.__dict__ and not any(
+            "perform" in base.__dict__ for base in cls.__mro__[1:-2]
+        ):
+            raise ConfigError(f"worker {cls.name} must define perform(self, job)")
+        cls.is_async = inspect.iscoroutinefunction(cls.perform)
+        _validate(cls)
+        _registry.register(cls.name, cls)
+
+    def perform(self, job: Job) -> object:  # pragma: no cover - always overridden
+        raise NotImplementedError
+
+    def backoff(self, job: Job) -> float:
+        """Seconds until the next attempt after ``job.attempt`` failed (see README)."""
+        return backoff_seconds(job.attempt, rng=random)
+
+    @classmethod
+    def new(
+        cls,
+        args: Mapping[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        tags: Iterable[str] = (),
+        meta: Mapping[str, Any] | None = None,
+        scheduled_at: datetime | None = None,
+        schedule_in: float | None = None,
+        unique: Unique | None = _MISSING,
+    ) -> JobSpec:
+        """An insert request with this worker's defaults; give it to ``enqueue_many``."""
+        return JobSpec.build(
+            cls.name,
+            args,
+            queue=cls.queue if queue is None else queue,
+            priority=cls.priority if priority is None else priority,
+            max_attempts=cls.max_attempts if max_attempts is None else max_attempts,
+            tags=tags,
+            meta=meta,
+            scheduled_at=scheduled_at,
+            schedule_in=schedule_in,
+            unique=cls.unique if unique is _MISSING else unique,
+        )
+
+    @classmethod
+    def enqueue(
+        cls,
+        args: Mapping[str, Any] | None = None,
+        *,
+        client: Client | None = None,
+        conn: psycopg.Connection[Any] | None = None,
+        **options: Any,
+    ) -> Job:
+        """Insert one job; with ``conn``, inside the caller's open transaction."""
+        from ._client import default_client
+
+        return (client or default_client()).enqueue_many([cls.new(args, **options)], conn=conn)[0]
+
+    @classmethod
+    async def enqueue_async(
+        cls,
+        args: Mapping[str, Any] | None = None,
+        *,
+        client: Client | None = None,
+        conn: psycopg.AsyncConnection[Any] | None = None,
+        **options: Any,
+    ) -> Job:
+        """``enqueue`` for asyncio code; ``conn`` is the caller's ``AsyncConnection``."""
+        from ._client import default_client
+
+        jobs = await (client or default_client()).enqueue_many_async(
+            [cls.new(args, **options)], conn=conn
+        )
+        return jobs[0]
+
+
+def _validate(cls: type[Worker]) -> None:
+    if not isinstance(cls.queue, str) or not QUEUE_NAME.match(cls.queue):
+        raise ConfigError(f"{cls.name}.queue must be a queue name, got {cls.queue!r}")
+    if (
+        isinstance(cls.priority, bool)
+        or not isinstance(cls.priority, int)
+        or not 0 <= cls.priority <= 9
+    ):
+        raise ConfigError(f"{cls.name}.priority must be 0..9, got {cls.priority!r}")
+    if (
+        isinstance(cls.max_attempts, bool)
+        or not isinstance(cls.max_attempts, int)
+        or cls.max_attempts < 1
+    ):
+        raise ConfigError(f"{cls.name}.max_attempts must be >= 1, got {cls.max_attempts!r}")
+    if cls.timeout is not None and (
+        isinstance(cls.timeout, bool)
+        or not isinstance(cls.timeout, int | float)
+        or cls.timeout <= 0
+    ):
+        raise ConfigError(f"{cls.name}.timeout must be seconds > 0 or None, got {cls.timeout!r}")
+    if cls.unique is not None and not isinstance(cls.unique, Unique):
+        raise ConfigError(f"{cls.name}.unique must be a pgqueue.Unique, got {cls.unique!r}")
+
+
+def worker(
+    fn: Callable[[Job], object] | None = None,
+    *,
+    name: str | None = None,
+    queue: str = "default",
+    max_attempts: int = 20,
+    priority: int = 0,
+    timeout: float | None = 300.0,
+    unique: Unique | None = None,
+    backoff: Callable[[Job], float] | None = None,
+) -> Any:
+    """Register a function as a worker: ``@pgqueue.worker(queue="mail") def send(job): ...``.
+
+    Returns a ``Worker`` subclass named after the function, so ``send.enqueue({...})``
+    and ``send.new({...})`` work, and ``send.run(job)`` calls the function directly.
+    """
+
+    def wrap(func: Callable[[Job], object]) -> type[Worker]:
+        attrs: dict[str, Any] = {
+            "__module__": func.__module__,
+            "__qualname__": func.__qualname__,
+            "__doc__": func.__doc__,
+            "name": name or f"{func.__module__}.{func.__qualname__}",
+            "queue": queue,
+            "max_attempts": max_attempts,
+            "priority": priority,
+            "timeout": timeout,
+            "unique": unique,
+            "run": staticmethod(func),
+        }
+        if inspect.iscoroutinefunction(func):
+
+            async def perform_async(self: Worker, job: Job) -> object:
+                return await func(job)  # type: ignore[misc]
+
+            attrs["perform"] = perform_async
+        else:
+
+            def perform(self: Worker, job: Job) -> object:
+                return func(job)
+
+            attrs["perform"] = perform
+        if backoff is not None:
+            attrs["backoff"] = lambda self, job: backoff(job)
+        return type(func.__name__, (Worker,), attrs)
+
+    return wrap(fn) if fn is not None else wrap

@@ -1,0 +1,174 @@
+-- Queries of the job lifecycle: insert, claim, acknowledge, stage, hand back.
+
+-- name: job_columns
+id, state, queue, worker, args, meta, tags, errors, attempt, max_attempts, priority,
+inserted_at, scheduled_at, attempted_at, completed_at, discarded_at, cancelled_at, attempted_by
+
+-- name: insert_jobs
+-- One statement for one job or a hundred thousand: parallel arrays unnested in order.
+-- A unique job that meets an existing one is skipped by ON CONFLICT (the unique index
+-- makes that race-free) and the existing row is returned with conflict = true. A row
+-- committed by a concurrent transaction after this statement's snapshot is not visible
+-- to the second branch; the client asks again for those (see _engine.insert_jobs).
+WITH input AS (
+    SELECT i.*, COALESCE(i.at, now() + make_interval(secs => COALESCE(i.delay, 0))) AS due
+    FROM unnest(
+        %(workers)s::text[], %(queues)s::text[], %(args)s::jsonb[], %(metas)s::jsonb[],
+        %(tags)s::text[], %(priorities)s::smallint[], %(max_attempts)s::integer[],
+        %(ats)s::timestamptz[], %(delays)s::float8[], %(unique_keys)s::text[],
+        %(unique_states)s::text[]
+    ) WITH ORDINALITY AS i(worker, queue, args, meta, tags, priority, max_attempts, at, delay,
+                          unique_key, unique_states, ord)
+), inserted AS (
+    INSERT INTO {schema}.pgqueue_jobs AS j
+        (state, queue, worker, args, meta, tags, priority, max_attempts, scheduled_at,
+         unique_key, unique_states)
+    SELECT CASE WHEN due > now() THEN 'scheduled' ELSE 'available' END::{schema}.pgqueue_state,
+           queue, worker, args, meta, tags::text[], priority, max_attempts, due,
+           unique_key, unique_states::{schema}.pgqueue_state[]
+    FROM input
+    ORDER BY ord
+    ON CONFLICT (unique_active) WHERE unique_active IS NOT NULL DO NOTHING
+    RETURNING {job_columns}, unique_key
+)
+SELECT false AS conflict, inserted.* FROM inserted
+UNION ALL
+SELECT true AS conflict, {job_columns}, unique_active AS unique_key
+FROM {schema}.pgqueue_jobs
+WHERE unique_active = ANY (
+    ARRAY(SELECT unique_key FROM input WHERE unique_key IS NOT NULL)
+)
+
+-- name: fetch_jobs
+-- Claim up to %(limit)s jobs of one queue. The CTE takes row locks with SKIP LOCKED in
+-- the fetch index's own order (so other claimers skip, never wait); the UPDATE finds the
+-- rows by primary key through an array, a plan that needs no statistics.
+WITH picked AS (
+    SELECT id
+    FROM {schema}.pgqueue_jobs
+    WHERE state = 'available' AND queue = %(queue)s
+    ORDER BY priority, scheduled_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {schema}.pgqueue_jobs
+SET state = 'executing',
+    attempt = attempt + 1,
+    attempted_at = now(),
+    attempted_by = %(node)s
+WHERE id = ANY (ARRAY(SELECT id FROM picked))
+RETURNING {job_columns}
+
+-- name: ack_jobs
+-- Apply a batch of outcomes. Each row changes only if it is still executing the attempt
+-- the outcome belongs to: a late result from a worker that lost the job changes nothing.
+-- The id = ANY() predicate pins the plan to the primary key whatever the statistics.
+UPDATE {schema}.pgqueue_jobs AS j
+SET state = a.state::{schema}.pgqueue_state,
+    scheduled_at = CASE WHEN a.delay IS NULL THEN j.scheduled_at
+                        ELSE now() + make_interval(secs => a.delay) END,
+    completed_at = CASE WHEN a.state = 'completed' THEN now() ELSE j.completed_at END,
+    discarded_at = CASE WHEN a.state = 'discarded' THEN now() ELSE j.discarded_at END,
+    cancelled_at = CASE WHEN a.state = 'cancelled' THEN now() ELSE j.cancelled_at END,
+    errors = CASE WHEN a.error IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(a.error) END,
+    meta = CASE WHEN a.meta IS NULL THEN j.meta ELSE j.meta || a.meta END,
+    max_attempts = j.max_attempts + a.extra_attempts
+FROM unnest(
+    %(ids)s::bigint[], %(attempts)s::integer[], %(states)s::text[], %(delays)s::float8[],
+    %(errors)s::jsonb[], %(metas)s::jsonb[], %(extra_attempts)s::integer[]
+) AS a(id, attempt, state, delay, error, meta, extra_attempts)
+WHERE j.id = ANY (%(ids)s::bigint[])
+  AND j.id = a.id
+  AND j.state = 'executing'
+  AND j.attempt = a.attempt
+RETURNING j.id
+
+-- name: stage_jobs
+-- Make due scheduled and retryable jobs available and wake the workers of their queues.
+WITH due AS (
+    SELECT id
+    FROM {schema}.pgqueue_jobs
+    WHERE state IN ('scheduled', 'retryable') AND scheduled_at <= now()
+    ORDER BY scheduled_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), staged AS (
+    UPDATE {schema}.pgqueue_jobs
+    SET state = 'available'
+    WHERE id = ANY (ARRAY(SELECT id FROM due))
+    RETURNING queue
+)
+SELECT queue, count(*) AS jobs, pg_notify(%(channel)s, queue)
+FROM staged
+GROUP BY queue
+
+-- name: handback_jobs
+-- A stopping node returns the jobs it could not finish. The attempt it had claimed is
+-- given back: the job did nothing wrong.
+UPDATE {schema}.pgqueue_jobs AS j
+SET state = 'available',
+    attempt = GREATEST(j.attempt - 1, 0),
+    attempted_by = NULL
+FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS a(id, attempt)
+WHERE j.id = ANY (%(ids)s::bigint[])
+  AND j.id = a.id
+  AND j.state = 'executing'
+  AND j.attempt = a.attempt
+RETURNING j.id, j.queue
+
+-- name: notify_queues
+SELECT pg_notify(%(channel)s, q) FROM unnest(%(queues)s::text[]) AS q
+
+-- name: get_job
+SELECT {job_columns} FROM {schema}.pgqueue_jobs WHERE id = %(id)s
+
+-- name: count_jobs_by_queue_state
+SELECT queue, state::text, count(*) AS jobs
+FROM {schema}.pgqueue_jobs
+GROUP BY queue, state
+ORDER BY queue, state
+
+-- name: retry_jobs
+-- Back to available, now. max_attempts grows when the job had used them all, so the
+-- retried job gets at least one more attempt.
+UPDATE {schema}.pgqueue_jobs
+SET state = 'available',
+    scheduled_at = now(),
+    max_attempts = GREATEST(max_attempts, attempt + 1),
+    completed_at = NULL,
+    discarded_at = NULL,
+    cancelled_at = NULL
+WHERE id = ANY (%(ids)s::bigint[])
+  AND state IN ('discarded', 'cancelled', 'retryable', 'scheduled', 'completed')
+RETURNING id, queue
+
+-- name: retry_jobs_by_state
+UPDATE {schema}.pgqueue_jobs
+SET state = 'available',
+    scheduled_at = now(),
+    max_attempts = GREATEST(max_attempts, attempt + 1),
+    completed_at = NULL,
+    discarded_at = NULL,
+    cancelled_at = NULL
+WHERE state = %(state)s::{schema}.pgqueue_state
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(worker)s::text IS NULL OR worker = %(worker)s::text)
+RETURNING id, queue
+
+-- name: list_jobs
+-- Filters are optional (NULL = any). Newest first.
+SELECT {job_columns}
+FROM {schema}.pgqueue_jobs
+WHERE (%(state)s::text IS NULL OR state = %(state)s::{schema}.pgqueue_state)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(worker)s::text IS NULL OR worker = %(worker)s::text)
+  AND (%(tag)s::text IS NULL OR tags @> ARRAY[%(tag)s::text])
+  AND (%(args)s::jsonb IS NULL OR args @> %(args)s::jsonb)
+ORDER BY id DESC
+LIMIT %(limit)s
+
+-- name: make_due
+-- Testing helper: scheduled and retryable jobs of a queue become available now.
+UPDATE {schema}.pgqueue_jobs
+SET state = 'available', scheduled_at = now()
+WHERE queue = %(queue)s AND state IN ('scheduled', 'retryable')

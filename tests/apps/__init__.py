@@ -1,0 +1,1 @@
+"""Worker modules that test subprocesses load with ``pgqueue worker --app tests.apps.X``."""

@@ -1,0 +1,87 @@
+"""Workers that record every execution in a side table, to count runs per job.
+
+``runs(job_id, attempt, pid, started_at, finished_at)`` lives in ``$PGQUEUE_SCHEMA``; the
+test creates it. Each execution inserts one row, so a job that ran twice has two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from datetime import UTC, datetime
+
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+import pgqueue
+
+SCHEMA = os.environ.get("PGQUEUE_SCHEMA", "public")
+INSERT = sql.SQL(
+    "INSERT INTO {}.runs (job_id, attempt, pid, started_at, finished_at) VALUES (%s, %s, %s, %s, %s)"
+).format(sql.Identifier(SCHEMA))
+
+_apool: AsyncConnectionPool | None = None
+_pool: ConnectionPool | None = None
+
+
+async def _record_async(job: pgqueue.Job, started: datetime) -> None:
+    global _apool
+    if _apool is None:
+        _apool = AsyncConnectionPool(
+            os.environ["DATABASE_URL"],
+            min_size=2,
+            max_size=10,
+            kwargs={"autocommit": True},
+            open=False,
+        )
+        await _apool.open()
+    async with _apool.connection() as conn:
+        await conn.execute(INSERT, (job.id, job.attempt, os.getpid(), started, datetime.now(UTC)))
+
+
+class Record(pgqueue.Worker):
+    """Async: sleeps args["sleep"] seconds (default 0), then records the run."""
+
+    async def perform(self, job: pgqueue.Job) -> None:
+        started = datetime.now(UTC)
+        if job.args.get("sleep"):
+            await asyncio.sleep(job.args["sleep"])
+        await _record_async(job, started)
+
+
+class RecordSync(pgqueue.Worker):
+    """Sync twin of Record, on the node's thread pool."""
+
+    def perform(self, job: pgqueue.Job) -> None:
+        global _pool
+        started = datetime.now(UTC)
+        if job.args.get("sleep"):
+            time.sleep(job.args["sleep"])
+        if _pool is None:
+            _pool = ConnectionPool(
+                os.environ["DATABASE_URL"], min_size=2, max_size=10, kwargs={"autocommit": True}
+            )
+        with _pool.connection() as conn:
+            conn.execute(INSERT, (job.id, job.attempt, os.getpid(), started, datetime.now(UTC)))
+
+
+class Sleeper(pgqueue.Worker):
+    """Async: sleeps args["sleep"] seconds without recording (for shutdown tests)."""
+
+    async def perform(self, job: pgqueue.Job) -> None:
+        await asyncio.sleep(job.args.get("sleep", 60))
+
+
+class SyncSleeper(pgqueue.Worker):
+    def perform(self, job: pgqueue.Job) -> None:
+        deadline = time.monotonic() + job.args.get("sleep", 60)
+        while time.monotonic() < deadline and not job.cancel_requested:
+            time.sleep(0.05)
+
+
+CREATE_RUNS = """
+CREATE TABLE IF NOT EXISTS {schema}.runs (
+    job_id bigint NOT NULL, attempt int NOT NULL, pid int NOT NULL,
+    started_at timestamptz NOT NULL, finished_at timestamptz NOT NULL
+)"""

@@ -1,0 +1,197 @@
+"""Enqueue: the API of DESIGN §3, transactions, unique jobs, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from psycopg import sql
+
+import pgqueue
+from pgqueue import ConfigError
+from pgqueue._engine import channel
+from tests.helpers import job_row
+
+
+class Resize(pgqueue.Worker):
+    queue = "media"
+    max_attempts = 7
+    priority = 2
+
+    def perform(self, job: pgqueue.Job) -> None:
+        return None
+
+
+class Once(pgqueue.Worker):
+    unique = pgqueue.Unique(period=300, keys=["id"])
+
+    def perform(self, job: pgqueue.Job) -> None:
+        return None
+
+
+def count(db: psycopg.Connection) -> int:
+    return db.execute("SELECT count(*) FROM pgqueue_jobs").fetchone()[0]
+
+
+def test_enqueue_inserts_with_class_defaults(client: pgqueue.Client, db, schema) -> None:
+    job = Resize.enqueue({"path": "a.png"}, client=client, tags=["img"], meta={"by": "test"})
+    assert (job.worker, job.queue, job.max_attempts, job.priority) == (Resize.name, "media", 7, 2)
+    assert (job.state, job.attempt, job.conflict) == ("available", 0, False)
+    row = job_row(db, schema, job.id)
+    assert (
+        row["args"] == {"path": "a.png"}
+        and row["tags"] == ["img"]
+        and row["meta"] == {"by": "test"}
+    )
+
+
+def test_options_override_and_schedule(client: pgqueue.Client, db) -> None:
+    later = Resize.enqueue(
+        {}, client=client, schedule_in=60, priority=0, queue="other", max_attempts=1
+    )
+    assert later.state == "scheduled" and later.queue == "other" and later.priority == 0
+    assert later.scheduled_at - later.inserted_at >= timedelta(seconds=59)
+    at = datetime.now(UTC) + timedelta(hours=1)
+    assert Resize.enqueue({}, client=client, scheduled_at=at).scheduled_at == at
+    past = Resize.enqueue({}, client=client, scheduled_at=datetime.now(UTC) - timedelta(hours=1))
+    assert past.state == "available"
+
+
+def test_enqueue_by_name_and_function_workers(client: pgqueue.Client) -> None:
+    job = client.enqueue("some.other.Worker", {"x": 1}, queue="q")
+    assert job.worker == "some.other.Worker" and job.queue == "q"
+
+
+def test_enqueue_many_is_one_statement_in_order(
+    client: pgqueue.Client, dsn: str, schema: str
+) -> None:
+    executed: list[str] = []
+
+    class Counting(psycopg.Cursor):
+        def execute(self, query, params=None, **kw):  # type: ignore[override]
+            executed.append(str(query)[:30])
+            return super().execute(query, params, **kw)
+
+    specs = [Resize.new({"i": i}) for i in range(500)] + [Once.new({"id": 1}), Once.new({"id": 1})]
+    with psycopg.connect(dsn, autocommit=True, cursor_factory=Counting) as conn:
+        jobs = client.enqueue_many(specs, conn=conn)
+    assert len(executed) == 1
+    assert [j.args.get("i") for j in jobs[:500]] == list(range(500))
+    assert [j.id for j in jobs[:500]] == sorted(j.id for j in jobs[:500])
+    assert jobs[501].conflict and jobs[501].id == jobs[500].id and not jobs[500].conflict
+
+
+def test_non_json_args_insert_nothing(client: pgqueue.Client, db) -> None:
+    with pytest.raises(ConfigError, match="args must be JSON-serialisable"):
+        client.enqueue_many([Resize.new({"ok": 1}), Resize.new({"bad": {1, 2}})])
+    with pytest.raises(ConfigError, match="args must be JSON-serialisable"):
+        Resize.enqueue({"when": datetime.now()}, client=client)
+    assert count(db) == 0
+
+
+def listen(dsn: str, schema: str) -> psycopg.Connection:
+    conn = psycopg.connect(dsn, autocommit=True)
+    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel(schema))))
+    return conn
+
+
+def notes(conn: psycopg.Connection, wait: float) -> list[str]:
+    return [n.payload for n in conn.notifies(timeout=wait)]
+
+
+def test_transactional_enqueue_sync(client: pgqueue.Client, dsn: str, schema: str, db) -> None:
+    listener = listen(dsn, schema)
+    with psycopg.connect(dsn) as conn:
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+        job = Resize.enqueue({"n": 1}, client=client, conn=conn)
+        assert count(db) == 0  # not visible outside the caller's transaction
+        assert notes(listener, 0.3) == []  # and nobody is woken yet
+        conn.rollback()
+        assert count(db) == 0
+        Resize.enqueue({"n": 2}, client=client, conn=conn)
+        conn.commit()
+    assert count(db) == 1 and job.id is not None
+    assert notes(listener, 2.0)[:1] == ["media"]
+    listener.close()
+
+
+def test_transactional_enqueue_async(client: pgqueue.Client, dsn: str, schema: str, db) -> None:
+    listener = listen(dsn, schema)
+
+    async def main() -> None:
+        async with await psycopg.AsyncConnection.connect(dsn) as aconn:
+            await Resize.enqueue_async({"n": 1}, client=client, conn=aconn)
+            assert count(db) == 0
+            await aconn.rollback()
+            await Resize.enqueue_async({"n": 2}, client=client, conn=aconn)
+            await aconn.commit()
+        # Without conn: the client's async pool, autocommitted.
+        job = await client.enqueue_async(Resize, {"n": 3})
+        assert job.id
+        await client.aclose()
+
+    asyncio.run(main())
+    assert sorted(r[0] for r in db.execute("SELECT args->>'n' FROM pgqueue_jobs")) == ["2", "3"]
+    assert "media" in notes(listener, 2.0)
+    listener.close()
+
+
+def test_twenty_threads_racing_one_unique_job_make_one_row(client: pgqueue.Client, db) -> None:
+    barrier = threading.Barrier(20)
+    results: list[pgqueue.Job] = []
+    lock = threading.Lock()
+
+    def insert() -> None:
+        barrier.wait()
+        job = Once.enqueue({"id": 42, "noise": threading.get_ident()}, client=client)
+        with lock:
+            results.append(job)
+
+    threads = [threading.Thread(target=insert) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert count(db) == 1
+    assert len({j.id for j in results}) == 1
+    assert sum(not j.conflict for j in results) == 1 and sum(j.conflict for j in results) == 19
+
+
+def test_unique_in_enqueue_many_against_existing_rows(client: pgqueue.Client, db) -> None:
+    first = Once.enqueue({"id": 1}, client=client)
+    jobs = client.enqueue_many(
+        [Once.new({"id": 1}), Once.new({"id": 2}), Resize.new({}), Once.new({"id": 2})]
+    )
+    assert [j.conflict for j in jobs] == [True, False, False, True]
+    assert jobs[0].id == first.id and jobs[3].id == jobs[1].id
+    assert count(db) == 3
+
+
+def test_unique_states_release_the_key(client: pgqueue.Client, db) -> None:
+    job = Once.enqueue({"id": 9}, client=client)
+    db.execute("UPDATE pgqueue_jobs SET state = 'discarded' WHERE id = %s", [job.id])
+    again = Once.enqueue({"id": 9}, client=client)
+    assert not again.conflict and again.id != job.id
+
+
+def test_unique_period_is_a_window(client: pgqueue.Client, db) -> None:
+    short = pgqueue.Unique(period=1)
+    a = Resize.enqueue({"w": 1}, client=client, unique=short)
+    deadline = time.time() + 3
+    while int(time.time()) == int(a.inserted_at.timestamp()) and time.time() < deadline:
+        time.sleep(0.05)
+    b = Resize.enqueue({"w": 1}, client=client, unique=short)
+    assert not b.conflict and b.id != a.id
+
+
+def test_unreachable_database_is_one_clear_error() -> None:
+    client = pgqueue.Client("postgresql://u:hunter2hunter2@127.0.0.1:1/db", connect_timeout=2)
+    with pytest.raises(pgqueue.DatabaseUnavailable) as info:
+        Resize.enqueue({}, client=client)
+    message = str(info.value)
+    assert message.startswith("cannot connect to PostgreSQL at u@127.0.0.1:1/db")
+    assert "hunter2hunter2" not in message and "\n" not in message

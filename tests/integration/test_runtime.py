@@ -1,0 +1,328 @@
+"""The worker runtime against a real database: every state transition and its guards."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+
+import psycopg
+import pytest
+
+import pgqueue
+from pgqueue._backoff import JITTER
+from pgqueue._engine import Engine
+from pgqueue._outcomes import Transition
+from tests.helpers import job_row, run_node, states
+
+
+class Succeeds(pgqueue.Worker):
+    async def perform(self, job: pgqueue.Job) -> str:
+        job.update_meta({"result": "ok", "attempt_seen": job.attempt})
+        return "done"
+
+
+class SyncSucceeds(pgqueue.Worker):
+    def perform(self, job: pgqueue.Job) -> None:
+        return None
+
+
+class FailsOnce(pgqueue.Worker):
+    def backoff(self, job: pgqueue.Job) -> float:
+        return 0.1
+
+    def perform(self, job: pgqueue.Job) -> None:
+        if job.attempt == 1:
+            raise RuntimeError("first attempt fails")
+
+
+class AlwaysFails(pgqueue.Worker):
+    max_attempts = 3
+
+    def backoff(self, job: pgqueue.Job) -> float:
+        return 0.05
+
+    async def perform(self, job: pgqueue.Job) -> None:
+        raise ValueError(f"broken on attempt {job.attempt}")
+
+
+class DefaultBackoff(pgqueue.Worker):
+    async def perform(self, job: pgqueue.Job) -> None:
+        raise RuntimeError("fails with the default backoff")
+
+
+class Snoozes(pgqueue.Worker):
+    max_attempts = 2
+
+    async def perform(self, job: pgqueue.Job) -> object:
+        if job.meta.get("snoozes", 0) < 3:
+            job.update_meta({"snoozes": job.meta.get("snoozes", 0) + 1})
+            return pgqueue.Snooze(0.05)
+        return None
+
+
+class Cancels(pgqueue.Worker):
+    def perform(self, job: pgqueue.Job) -> None:
+        raise pgqueue.Cancel("order was withdrawn")
+
+
+class Discards(pgqueue.Worker):
+    async def perform(self, job: pgqueue.Job) -> object:
+        return pgqueue.Discard("malformed input")
+
+
+class SlowAsync(pgqueue.Worker):
+    timeout = 0.2
+    max_attempts = 1
+
+    async def perform(self, job: pgqueue.Job) -> None:
+        await asyncio.sleep(30)
+
+
+class SlowSync(pgqueue.Worker):
+    timeout = 0.2
+    max_attempts = 1
+
+    def perform(self, job: pgqueue.Job) -> None:
+        deadline = time.monotonic() + 30
+        while not job.cancel_requested and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+class LongAsync(pgqueue.Worker):
+    timeout = None
+
+    async def perform(self, job: pgqueue.Job) -> None:
+        await asyncio.sleep(60)
+
+
+class LongSync(pgqueue.Worker):
+    timeout = None
+
+    def perform(self, job: pgqueue.Job) -> None:
+        deadline = time.monotonic() + 60
+        while not job.cancel_requested and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+class Ordered(pgqueue.Worker):
+    seen: list[int] = []
+
+    async def perform(self, job: pgqueue.Job) -> None:
+        Ordered.seen.append(job.args["n"])
+
+
+def final(db: psycopg.Connection, schema: str, n: int = 1, state: str | None = None):
+    def check() -> bool:
+        s = states(db, schema)
+        if state is not None:
+            return s.get(state, 0) >= n
+        return sum(s.get(k, 0) for k in ("completed", "discarded", "cancelled")) >= n
+
+    return check
+
+
+def test_async_job_completes_and_records_meta(client, db, dsn, schema) -> None:
+    job = Succeeds.enqueue({}, client=client)
+    run_node(dsn, schema, final(db, schema))
+    row = job_row(db, schema, job.id)
+    assert row["state"] == "completed" and row["attempt"] == 1 and row["completed_at"] is not None
+    assert row["meta"] == {"result": "ok", "attempt_seen": 1}
+    assert row["errors"] == []
+
+
+def test_sync_job_completes_on_a_thread(client, db, dsn, schema) -> None:
+    job = SyncSucceeds.enqueue({}, client=client)
+    run_node(dsn, schema, final(db, schema))
+    assert job_row(db, schema, job.id)["state"] == "completed"
+
+
+def test_failure_retries_then_completes(client, db, dsn, schema) -> None:
+    job = FailsOnce.enqueue({}, client=client)
+    run_node(dsn, schema, final(db, schema), poll_interval=0.1)
+    row = job_row(db, schema, job.id)
+    assert row["state"] == "completed" and row["attempt"] == 2
+    (error,) = row["errors"]
+    assert error["attempt"] == 1 and error["error"] == "RuntimeError"
+    assert error["message"] == "first attempt fails" and "Traceback" in error["traceback"]
+
+
+def test_exhausted_attempts_are_discarded_with_every_error(client, db, dsn, schema) -> None:
+    job = AlwaysFails.enqueue({}, client=client)
+    run_node(dsn, schema, final(db, schema), poll_interval=0.1)
+    row = job_row(db, schema, job.id)
+    assert row["state"] == "discarded" and row["attempt"] == 3 and row["discarded_at"] is not None
+    assert [e["message"] for e in row["errors"]] == [f"broken on attempt {n}" for n in (1, 2, 3)]
+
+
+def test_default_backoff_is_within_its_jitter_bounds(client, db, dsn, schema) -> None:
+    job = DefaultBackoff.enqueue({}, client=client)
+    run_node(dsn, schema, final(db, schema, state="retryable"))
+    row = job_row(db, schema, job.id)
+    wait = (row["scheduled_at"] - row["attempted_at"]).total_seconds()
+    assert 15 * (1 - JITTER) - 0.5 <= wait <= 15 * (1 + JITTER) + 0.5
+
+
+def test_snooze_keeps_the_attempt_budget(client, db, dsn, schema) -> None:
+    job = Snoozes.enqueue({}, client=client)
+    run_node(dsn, schema, final(db, schema), poll_interval=0.05)
+    row = job_row(db, schema, job.id)
+    # Four runs on a budget of two attempts: each snooze added one back.
+    assert row["state"] == "completed" and row["attempt"] == 4 and row["max_attempts"] == 5
+    assert row["max_attempts"] - row["attempt"] == 2 - 1
+    assert row["meta"]["snoozes"] == 3 and row["errors"] == []
+
+
+def test_cancel_and_discard_outcomes(client, db, dsn, schema) -> None:
+    c = Cancels.enqueue({}, client=client)
+    d = Discards.enqueue({}, client=client)
+    run_node(dsn, schema, final(db, schema, 2))
+    crow, drow = job_row(db, schema, c.id), job_row(db, schema, d.id)
+    assert (
+        crow["state"] == "cancelled"
+        and crow["cancelled_at"]
+        and crow["errors"][0]["message"] == "order was withdrawn"
+    )
+    assert (
+        drow["state"] == "discarded"
+        and drow["attempt"] == 1
+        and drow["errors"][0]["error"] == "Discard"
+    )
+
+
+@pytest.mark.parametrize("worker", [SlowAsync, SlowSync])
+def test_timeout_fails_the_attempt(client, db, dsn, schema, worker) -> None:
+    job = worker.enqueue({}, client=client)
+    started = time.monotonic()
+    run_node(dsn, schema, final(db, schema))
+    assert time.monotonic() - started < 10
+    row = job_row(db, schema, job.id)
+    assert row["state"] == "discarded"
+    assert (
+        row["errors"][0]["error"] == "JobTimeout" and "0.2 s timeout" in row["errors"][0]["message"]
+    )
+
+
+def test_unknown_worker_is_retried_then_discarded_never_imported(client, db, dsn, schema) -> None:
+    job = client.enqueue("os.system", {"command": "touch /tmp/pwned"}, max_attempts=2)
+    db.execute("UPDATE pgqueue_jobs SET errors = errors WHERE id = %s", [job.id])
+
+    def fast_retry() -> bool:  # make the retry due at once instead of after 15 s
+        db.execute("UPDATE pgqueue_jobs SET scheduled_at = now() WHERE state = 'retryable'")
+        return final(db, schema)()
+
+    run_node(dsn, schema, fast_retry, poll_interval=0.05)
+    row = job_row(db, schema, job.id)
+    assert row["state"] == "discarded" and row["attempt"] == 2
+    assert {e["error"] for e in row["errors"]} == {"UnknownWorker"}
+    assert "no worker named 'os.system' is registered" in row["errors"][0]["message"]
+
+
+def test_priority_orders_the_claim(client, db, dsn, schema) -> None:
+    Ordered.seen.clear()
+    client.enqueue_many(
+        [Ordered.new({"n": n}, priority=p) for n, p in [(1, 9), (2, 0), (3, 5), (4, 0)]]
+    )
+    run_node(dsn, schema, final(db, schema, 4), queues={"default": 1})
+    assert Ordered.seen == [2, 4, 3, 1]
+
+
+def test_notification_wakes_an_idle_node_long_before_the_poll(client, db, dsn, schema) -> None:
+    async def main() -> float:
+        node = pgqueue.Node(dsn, schema=schema, queues={"default": 2}, poll_interval=30)
+        await node.start()
+        try:
+            assert node.notifier is not None
+            await asyncio.wait_for(node.notifier.connected.wait(), 5)
+            await asyncio.sleep(0.2)  # the first poll after connecting is done
+            start = time.monotonic()
+            await client.enqueue_async(Succeeds, {})
+            while states(db, schema).get("completed", 0) < 1:
+                await asyncio.sleep(0.005)
+            return time.monotonic() - start
+        finally:
+            await node.stop()
+            await client.aclose()
+
+    assert asyncio.run(main()) < 2.0
+
+
+def test_polling_alone_still_runs_jobs(client, db, dsn, schema) -> None:
+    async def main() -> float:
+        node = pgqueue.Node(
+            dsn, schema=schema, queues={"default": 2}, poll_interval=0.2, listen=False
+        )
+        await node.start()
+        try:
+            assert node.notifier is None
+            start = time.monotonic()
+            await client.enqueue_async(Succeeds, {})
+            while states(db, schema).get("completed", 0) < 1:
+                await asyncio.sleep(0.005)
+            return time.monotonic() - start
+        finally:
+            await node.stop()
+            await client.aclose()
+
+    # Bounded by the poll interval (0.2 s, jittered by 10 %) plus the run itself.
+    assert asyncio.run(main()) < 1.0
+
+
+def test_stale_ack_after_reclaim_changes_nothing(client, db, dsn, schema) -> None:
+    job = Succeeds.enqueue({}, client=client)
+
+    async def main() -> tuple[int, int]:
+        pool = await client.apool()
+        engine = Engine(pool, schema)
+        (first,) = await engine.fetch_jobs("default", 1, "node-a")
+        # node-a is presumed dead: the job is rescued and claimed again by node-b.
+        async with pool.connection() as conn:
+            await conn.execute(
+                "UPDATE " + schema + ".pgqueue_jobs SET state = 'available' WHERE id = %s", [job.id]
+            )
+        (second,) = await engine.fetch_jobs("default", 1, "node-b")
+        assert (first.attempt, second.attempt) == (1, 2)
+        stale = await engine.ack_jobs(
+            [Transition(job.id, first.attempt, "discarded", error={"error": "late"})]
+        )
+        fresh = await engine.ack_jobs([Transition(job.id, second.attempt, "completed")])
+        again = await engine.ack_jobs([Transition(job.id, second.attempt, "retryable", delay=1.0)])
+        await client.aclose()
+        return stale, fresh + 10 * again
+
+    stale, fresh = asyncio.run(main())
+    assert stale == 0 and fresh == 1
+    row = job_row(db, schema, job.id)
+    assert row["state"] == "completed" and row["attempt"] == 2 and row["errors"] == []
+    assert row["attempted_by"] == "node-b"
+
+
+def test_stop_hands_unfinished_jobs_back(client, db, dsn, schema) -> None:
+    async_job = LongAsync.enqueue({}, client=client)
+    sync_job = LongSync.enqueue({}, client=client)
+    done = Succeeds.enqueue({}, client=client)
+
+    async def main() -> pgqueue.Node:
+        node = pgqueue.Node(dsn, schema=schema, queues={"default": 5}, shutdown_grace=0.05)
+        await node.start()
+        while (
+            states(db, schema).get("executing", 0) < 2 or states(db, schema).get("completed", 0) < 1
+        ):
+            await asyncio.sleep(0.01)
+        await node.stop()
+        return node
+
+    node = asyncio.run(main())
+    assert {j.id for j in node.handed_back} == {async_job.id, sync_job.id}
+    for job in (async_job, sync_job):
+        row = job_row(db, schema, job.id)
+        assert row["state"] == "available" and row["attempt"] == 0 and row["attempted_by"] is None
+    assert job_row(db, schema, done.id)["state"] == "completed"
+
+
+def test_scheduled_jobs_run_when_due(client, db, dsn, schema) -> None:
+    job = Succeeds.enqueue({}, client=client, schedule_in=0.5)
+    assert job.state == "scheduled"
+    run_node(dsn, schema, final(db, schema), poll_interval=0.1)
+    row = job_row(db, schema, job.id)
+    assert row["attempted_at"] >= row["inserted_at"] + timedelta(seconds=0.45)
