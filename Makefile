@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 WITH_PG := $(PY) -m pgqueue.testing.embedded --
 
-.PHONY: install demo test lint format clean
+.PHONY: install demo test test-slow bench lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,14 @@ demo: $(STAMP)
 ## make test: the whole test suite (PYTEST_ARGS="-k name" to narrow it)
 test: $(STAMP)
 	$(WITH_PG) $(PY) -m pytest $(PYTEST_ARGS)
+
+## make test-slow: the long fault-injection cases (CI runs them too)
+test-slow: $(STAMP)
+	$(WITH_PG) $(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+## make bench: throughput and latency figures (not a test; prints a table, writes JSON)
+bench: $(STAMP)
+	$(WITH_PG) $(PY) -m tests.bench $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

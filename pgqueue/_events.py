@@ -8,6 +8,7 @@ Events and their payload (keyword arguments):
   job_stop       job, node, transition, duration (seconds), outcome (the state name)
   job_exception  job, node, transition, duration, error (the exception), traceback (str)
   node_start / node_stop   node
+  breaker_change  name (the destination), state ("closed" | "open" | "half_open"), failures
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ log = logging.getLogger("pgqueue.events")
 Handler = Callable[..., None]
 _handlers: dict[str, list[Handler]] = {}
 
-EVENTS = ("job_start", "job_stop", "job_exception", "node_start", "node_stop")
+EVENTS = ("job_start", "job_stop", "job_exception", "node_start", "node_stop", "breaker_change")
 
 
 def subscribe(event: str, handler: Handler) -> Callable[[], None]:
