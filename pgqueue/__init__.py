@@ -1,6 +1,7 @@
 """pgqueue: a durable job queue for Python whose only required infrastructure is PostgreSQL."""
 
 from ._client import Client, configure, default_client
+from ._cron import Cron, cron
 from ._errors import (
     ConfigError,
     DatabaseUnavailable,
@@ -23,6 +24,7 @@ __all__ = [
     "Cancel",
     "Client",
     "ConfigError",
+    "Cron",
     "DatabaseUnavailable",
     "Discard",
     "Job",
@@ -37,6 +39,7 @@ __all__ = [
     "Worker",
     "__version__",
     "configure",
+    "cron",
     "default_client",
     "registered",
     "subscribe",

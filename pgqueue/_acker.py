@@ -43,6 +43,10 @@ class Acker(Service):
     def pending(self) -> int:
         return len(self._buffer)
 
+    def pending_ids(self) -> set[int]:
+        """Jobs whose outcome is decided here but not yet written (still executing there)."""
+        return {t.id for t in self._buffer}
+
     def push(self, transition: Transition) -> None:
         self._buffer.append(transition)
         self._idle.clear()

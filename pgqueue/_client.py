@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from . import _engine
+from . import _admin, _engine
 from ._dsn import describe, resolve_dsn, unavailable
 from ._errors import ConfigError
 from ._job import Job, JobSpec
@@ -187,6 +187,30 @@ class Client:
         pool = await self.apool()
         async with pool.connection() as c:
             return await _engine.insert_jobs_async(c, self.queries, specs)
+
+    # ---- queue control and cancellation (every node, through the database) ---------
+
+    def pause_queue(self, queue: str) -> None:
+        """Stop claiming ``queue`` on every node (persisted: restarted nodes stay paused)."""
+        with self.pool().connection() as c:
+            _admin.pause_queue(c, self.schema, queue)
+
+    def resume_queue(self, queue: str) -> None:
+        with self.pool().connection() as c:
+            _admin.resume_queue(c, self.schema, queue)
+
+    def scale_queue(self, queue: str, limit: int | None) -> None:
+        """Run ``queue`` with ``limit`` slots on every node (None: each node's own)."""
+        with self.pool().connection() as c:
+            _admin.scale_queue(c, self.schema, queue, limit)
+
+    def cancel_jobs(self, ids: Sequence[int]) -> list[int]:
+        """Cancel jobs that have not finished, stopping executing ones on their node."""
+        with self.pool().connection() as c:
+            return _admin.cancel_jobs(c, self.schema, ids)
+
+    def cancel_job(self, job_id: int) -> bool:
+        return bool(self.cancel_jobs([job_id]))
 
 
 def _spec(

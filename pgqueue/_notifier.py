@@ -31,14 +31,16 @@ class Notifier(Service):
     def __init__(
         self,
         dsn: str,
-        channel: str,
+        channels: list[str],
         *,
-        on_notify: Callable[[str], None],
+        on_notify: Callable[[str, str], None],
         on_connect: Callable[[], None],
+        application_name: str = "pgqueue",
     ) -> None:
         super().__init__()
         self.dsn = dsn
-        self.channel = channel
+        self.channels = channels
+        self.application_name = application_name
         self.on_notify = on_notify
         self.on_connect = on_connect
         self.connected = asyncio.Event()
@@ -60,7 +62,8 @@ class Notifier(Service):
                 await self.sleep(reconnect_delay(failures))
                 continue
             try:
-                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+                for channel in self.channels:
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
                 if failures:
                     log.info("listening for jobs again")
                 failures = 0
@@ -68,7 +71,7 @@ class Notifier(Service):
                 self.on_connect()
                 while not self._stopping:
                     async for note in conn.notifies(timeout=HEALTH_INTERVAL):
-                        self.on_notify(note.payload)
+                        self.on_notify(note.channel, note.payload)
                     await conn.execute("SELECT 1")
             except TRANSIENT as exc:
                 failures += 1

@@ -39,6 +39,7 @@ class Producer(Service):
             raise ValueError(f"queue {queue!r} needs a concurrency >= 1, got {limit}")
         self.name = f"producer[{queue}]"
         self.queue = queue
+        self.configured_limit = limit
         self.limit = limit
         self.engine = engine
         self.executor = executor
@@ -48,11 +49,33 @@ class Producer(Service):
         self.paused = False
         self.running_jobs: dict[int, tuple[Job, asyncio.Task[None]]] = {}
         self._last_full = False
+        self._waiting_for_slot = False
         self._on_db_error = on_db_error
 
     def notify(self) -> None:
         """Jobs may be available (a notification, a poll, a resume)."""
         self.wake()
+
+    def control(self, *, paused: bool, limit: int | None) -> None:
+        """Apply a queue control (persisted in the database, shared by every node)."""
+        new_limit = limit or self.configured_limit
+        if (paused, new_limit) == (self.paused, self.limit):
+            return
+        log.info(
+            "queue %s: %s, concurrency %d", self.queue, "paused" if paused else "running", new_limit
+        )
+        self.paused, self.limit = paused, new_limit
+        self.wake()
+
+    def drop(self, ids: set[int]) -> list[int]:
+        """Stop running jobs that are no longer this node's (cancelled or rescued)."""
+        dropped = []
+        for job_id in ids & self.running_jobs.keys():
+            job, task = self.running_jobs[job_id]
+            job.request_cancel()
+            task.cancel()
+            dropped.append(job_id)
+        return dropped
 
     async def run(self) -> None:
         failures = 0
@@ -82,7 +105,8 @@ class Producer(Service):
                 if self._last_full:
                     continue
             # Idle or full: wait for a notification, a freed slot, or the poll.
-            await self.sleep(None if free <= 0 else jittered(self.poll_interval))
+            self._waiting_for_slot = free <= 0
+            await self.sleep(None if self._waiting_for_slot else jittered(self.poll_interval))
 
     def _launch(self, job: Job) -> None:
         task = asyncio.create_task(self._execute(job), name=f"pgqueue-job-{job.id}")
@@ -94,5 +118,5 @@ class Producer(Service):
             self.acker.push(transition)
         finally:
             self.running_jobs.pop(job.id, None)
-            if self._last_full:
+            if self._last_full or self._waiting_for_slot:
                 self.wake()  # the queue had more than we could take: claim again

@@ -129,6 +129,7 @@ class IntervalService(Service):
             else:
                 if failures:
                     log.info("pgqueue %s: database reachable again", self.name)
+                    self.on_recovery()
                 failures = 0
             await self.sleep(jittered(self.interval))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -36,6 +36,9 @@ class Worker:
     priority: ClassVar[int] = 0
     timeout: ClassVar[float | None] = 300.0
     unique: ClassVar[Unique | None] = None
+    #: Cron expression(s) at whose slots the leader enqueues this worker with empty args.
+    cron: ClassVar[str | Sequence[str] | None] = None
+    cron_timezone: ClassVar[str] = "UTC"
     is_async: ClassVar[bool] = False
 
     def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:
@@ -52,6 +55,11 @@ class Worker:
         cls.is_async = inspect.iscoroutinefunction(cls.perform)
         _validate(cls)
         _registry.register(cls.name, cls)
+        if cls.__dict__.get("cron"):
+            from ._cron import cron
+
+            for expression in [cls.cron] if isinstance(cls.cron, str) else cls.cron:
+                cron(expression, cls, timezone=cls.cron_timezone)
 
     def perform(self, job: Job) -> object:  # pragma: no cover - always overridden
         raise NotImplementedError
@@ -155,6 +163,8 @@ def worker(
     timeout: float | None = 300.0,
     unique: Unique | None = None,
     backoff: Callable[[Job], float] | None = None,
+    cron: str | Sequence[str] | None = None,
+    cron_timezone: str = "UTC",
 ) -> Any:
     """Register a function as a worker: ``@pgqueue.worker(queue="mail") def send(job): ...``.
 
@@ -173,6 +183,8 @@ def worker(
             "priority": priority,
             "timeout": timeout,
             "unique": unique,
+            "cron": cron,
+            "cron_timezone": cron_timezone,
             "run": staticmethod(func),
         }
         if inspect.iscoroutinefunction(func):

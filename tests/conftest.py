@@ -70,8 +70,17 @@ def schema(dsn: str, request: pytest.FixtureRequest) -> Iterator[str]:
 def db(dsn: str, schema: str) -> Iterator[psycopg.Connection]:
     """An autocommit connection with the module's schema emptied and on the search path."""
     with psycopg.connect(dsn, autocommit=True) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename <> 'pgqueue_migrations'",
+                [schema],
+            )
+        ]
         conn.execute(
-            sql.SQL("TRUNCATE {}.pgqueue_jobs RESTART IDENTITY").format(sql.Identifier(schema))
+            sql.SQL("TRUNCATE {} RESTART IDENTITY").format(
+                sql.SQL(", ").join(sql.Identifier(schema, t) for t in tables)
+            )
         )
         conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(schema)))
         yield conn

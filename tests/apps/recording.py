@@ -43,6 +43,9 @@ async def _record_async(job: pgqueue.Job, started: datetime) -> None:
 class Record(pgqueue.Worker):
     """Async: sleeps args["sleep"] seconds (default 0), then records the run."""
 
+    def backoff(self, job: pgqueue.Job) -> float:
+        return 0.5  # a run that failed on a database outage comes back quickly
+
     async def perform(self, job: pgqueue.Job) -> None:
         started = datetime.now(UTC)
         if job.args.get("sleep"):
@@ -52,6 +55,9 @@ class Record(pgqueue.Worker):
 
 class RecordSync(pgqueue.Worker):
     """Sync twin of Record, on the node's thread pool."""
+
+    def backoff(self, job: pgqueue.Job) -> float:
+        return 0.5
 
     def perform(self, job: pgqueue.Job) -> None:
         global _pool
@@ -64,6 +70,13 @@ class RecordSync(pgqueue.Worker):
             )
         with _pool.connection() as conn:
             conn.execute(INSERT, (job.id, job.attempt, os.getpid(), started, datetime.now(UTC)))
+
+
+class Noop(pgqueue.Worker):
+    """Does nothing (cron tests count the jobs, not the runs)."""
+
+    async def perform(self, job: pgqueue.Job) -> None:
+        return None
 
 
 class Sleeper(pgqueue.Worker):

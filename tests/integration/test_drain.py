@@ -72,6 +72,8 @@ def test_two_processes_drain_5000_jobs_exactly_once(client, db, dsn, schema, env
     ).fetchone()[0]
     assert overlapping == 0
     nodes = dict(
-        db.execute("SELECT attempted_by, count(*) FROM pgqueue_jobs GROUP BY 1").fetchall()
+        db.execute(
+            "SELECT split_part(attempted_by, '/', 1), count(*) FROM pgqueue_jobs GROUP BY 1"
+        ).fetchall()
     )
     assert set(nodes) == {"drain-0", "drain-1"}
