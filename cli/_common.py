@@ -17,6 +17,7 @@ import psycopg
 
 from pgqueue._dsn import resolve_dsn, scrub, unavailable
 from pgqueue._errors import ConfigError, PgQueueError
+from pgqueue._migrate import check_migrated
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -27,14 +28,21 @@ class Failed(click.ClickException):
     exit_code = 1
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
+        click.echo(f"error: {' '.join(self.format_message().split())}", err=True)
 
 
 class Usage(click.UsageError):
     """Bad usage found after parsing (e.g. a malformed option value): exit 2."""
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
+        click.echo(usage_line(self), err=True)
+
+
+def usage_line(exc: click.UsageError) -> str:
+    """Any usage error (ours or click's) as one line, with where to find help."""
+    message = " ".join(exc.format_message().split())
+    path = exc.ctx.command_path if exc.ctx is not None else "pgqueue"
+    return f"error: {message} (see `{path} --help`)"
 
 
 def db_options(fn: F) -> F:
@@ -102,10 +110,33 @@ def connect(dsn: str | None, *, autocommit: bool = True) -> Iterator[psycopg.Con
         conn.close()
 
 
-def echo_json(value: Any) -> None:
-    import json
+@contextmanager
+def open_schema(dsn: str | None, schema: str) -> Iterator[psycopg.Connection[Any]]:
+    """``connect`` and check that ``schema`` is migrated ("run `pgqueue migrate`")."""
+    with connect(dsn) as conn:
+        check_migrated(conn, schema)
+        yield conn
 
-    click.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
+
+def check_queue(conn: psycopg.Connection[Any], schema: str, queue: str | None) -> None:
+    """A queue named on the command line must exist: a typo is an error, not "no jobs"."""
+    from pgqueue import _admin
+
+    if queue is not None and not _admin.known_queue(conn, schema, queue):
+        raise Failed(
+            f"unknown queue {queue!r} in schema {schema}: no jobs, no pause/scale setting and "
+            "no live node serve it (`pgqueue inspect` lists the queues)"
+        )
 
 
-__all__ = ["ConfigError", "Failed", "Usage", "connect", "db_options", "echo_json", "reports_errors"]
+__all__ = [
+    "ConfigError",
+    "Failed",
+    "Usage",
+    "check_queue",
+    "connect",
+    "db_options",
+    "open_schema",
+    "reports_errors",
+    "usage_line",
+]

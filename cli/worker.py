@@ -2,6 +2,10 @@
 
 The first signal starts a graceful shutdown (stop claiming, wait ``--shutdown-grace``,
 hand unfinished jobs back); a second one cuts the wait short.
+
+Integrations are wired here, each imported only when asked for: one log line per job
+outcome (``--log-format text|json``), Prometheus (``--metrics-port``), Sentry
+(``$SENTRY_DSN``).
 """
 
 from __future__ import annotations
@@ -13,13 +17,15 @@ import os
 import signal
 import sys
 import threading
+from typing import Any
 
 import click
 
-from pgqueue import _client, _logging
+from pgqueue import _client
 from pgqueue._config import parse_queues
 from pgqueue._errors import ConfigError
 from pgqueue._node import Node
+from pgqueue.integrations import logging as job_logging
 
 from ._common import Failed, Usage, db_options, reports_errors
 
@@ -90,6 +96,53 @@ def import_app(name: str) -> None:
     default="info",
     show_default=True,
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(job_logging.FORMATS),
+    default="text",
+    show_default=True,
+    help="text for people, json for one JSON object per line.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (0: any free port).",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the metrics endpoint binds to (0.0.0.0: every interface).",
+)
+@click.option(
+    "--metrics-interval",
+    type=click.FloatRange(min=0.1),
+    default=15.0,
+    show_default=True,
+    help="Seconds between refreshes of the per-queue gauges from the database.",
+)
+@click.option(
+    "--heartbeat-interval",
+    type=click.FloatRange(min=0.05),
+    default=2.0,
+    show_default=True,
+    help="Seconds between this node's heartbeats.",
+)
+@click.option(
+    "--heartbeat-expiry",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="A node silent this long is dead: the leader rescues its jobs.",
+)
+@click.option(
+    "--lease-ttl",
+    type=click.FloatRange(min=0.1),
+    default=15.0,
+    show_default=True,
+    help="Seconds a leader lease lasts without renewal.",
+)
 @db_options
 @reports_errors
 def worker(
@@ -100,17 +153,20 @@ def worker(
     poll_interval: float,
     listen: bool,
     log_level: str,
+    log_format: str,
+    metrics_port: int | None,
+    metrics_host: str,
+    metrics_interval: float,
+    heartbeat_interval: float,
+    heartbeat_expiry: float,
+    lease_ttl: float,
     dsn: str | None,
     schema: str,
 ) -> None:
     """Process jobs of the given queues until SIGTERM or SIGINT."""
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper()),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    job_logging.configure(log_level, log_format)
     import_app(app)
-    _logging.install()
+    job_logging.install()
     ctx = click.get_current_context()
     configured = _client.configured_client()
     if configured is not None:
@@ -127,14 +183,63 @@ def worker(
         poll_interval=poll_interval,
         shutdown_grace=shutdown_grace,
         listen=listen,
+        heartbeat_interval=heartbeat_interval,
+        heartbeat_expiry=heartbeat_expiry,
+        lease_ttl=lease_ttl,
     )
-    asyncio.run(_run(node))
+    sentry = _start_sentry()
+    exporter = _start_metrics(node, metrics_port, metrics_host, metrics_interval)
+    try:
+        asyncio.run(_run(node))
+    finally:
+        if exporter is not None:
+            exporter.stop()
+        if sentry is not None:
+            sentry.flush()
     logging.shutdown()
     if any(t.name.startswith("pgqueue-job") and t.is_alive() for t in threading.enumerate()):
         # A sync job ignored the stop request; its job is handed back. Do not wait for it.
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
+
+
+def _start_metrics(node: Node, port: int | None, host: str, interval: float) -> Any:
+    if port is None:
+        return None
+    try:
+        from pgqueue.integrations import prometheus
+    except ImportError as exc:
+        raise Failed(
+            f"--metrics-port needs prometheus-client ({exc}): pip install 'pgqueue[prometheus]'"
+        ) from None
+    exporter = prometheus.Exporter(node.dsn, node.schema, port=port, host=host, interval=interval)
+    try:
+        exporter.start()
+    except OSError as exc:
+        raise Failed(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
+    return exporter
+
+
+def _start_sentry() -> Any:
+    """Report failed attempts when SENTRY_DSN is set or the app initialised sentry-sdk."""
+    if not os.environ.get("SENTRY_DSN") and "sentry_sdk" not in sys.modules:
+        return None
+    try:
+        from pgqueue.integrations import sentry
+    except ImportError as exc:
+        raise Failed(
+            f"SENTRY_DSN is set but sentry-sdk is missing ({exc}): pip install 'pgqueue[sentry]'"
+        ) from None
+    try:
+        on = sentry.install()
+    except Exception as exc:
+        # The message may quote the DSN, which holds a key: name the problem only.
+        raise Failed(f"SENTRY_DSN is not a usable Sentry DSN ({type(exc).__name__})") from None
+    if not on:
+        return None
+    logging.getLogger("pgqueue.sentry").info("reporting failed attempts to Sentry")
+    return sentry
 
 
 async def _run(node: Node) -> None:

@@ -26,6 +26,9 @@ log = logging.getLogger("pgqueue.acker")
 
 class Acker(Service):
     name = "acker"
+    #: Seconds an outcome waits for a producer's claim to carry it before the acker
+    #: writes it alone. Short: it only has to cover the claim that is about to start.
+    carry_window = 0.002
 
     def __init__(
         self, engine: Engine, *, max_batch: int = 5000, on_db_error: object = None
@@ -37,7 +40,9 @@ class Acker(Service):
         self._idle = asyncio.Event()
         self._idle.set()
         self._on_db_error = on_db_error
-        self.written = 0
+        self._writing = False
+        self._lent = 0
+        self._lent_ids: set[int] = set()
 
     @property
     def pending(self) -> int:
@@ -45,12 +50,32 @@ class Acker(Service):
 
     def pending_ids(self) -> set[int]:
         """Jobs whose outcome is decided here but not yet written (still executing there)."""
-        return {t.id for t in self._buffer}
+        return {t.id for t in self._buffer} | self._lent_ids
 
     def push(self, transition: Transition) -> None:
         self._buffer.append(transition)
         self._idle.clear()
         self.wake()
+
+    def take(self, limit: int) -> list[Transition]:
+        """Hand up to ``limit`` outcomes to a producer, to write with its next claim."""
+        if self._writing or not self._buffer:
+            return []
+        batch = self._buffer[:limit]
+        del self._buffer[:limit]
+        self._lent += len(batch)
+        self._lent_ids.update(t.id for t in batch)
+        return batch
+
+    def settle(self, batch: list[Transition], written: bool) -> None:
+        """A producer reports on a batch it took: written, or to be written again here."""
+        self._lent -= len(batch)
+        self._lent_ids.difference_update(t.id for t in batch)
+        if not written:
+            self._buffer[:0] = batch
+            self.wake()
+        elif not self._buffer and not self._lent:
+            self._idle.set()
 
     async def flush(self, timeout: float) -> bool:
         """Wait until every pushed outcome is written; False if ``timeout`` passed first."""
@@ -68,12 +93,19 @@ class Acker(Service):
         failures = 0
         while True:
             if not self._buffer:
-                self._idle.set()
-                if self._stopping:
+                if not self._lent:
+                    self._idle.set()
+                if self._stopping and not self._lent:
                     return
                 await self.sleep(None)
                 continue
+            if not self._stopping and not failures:
+                # Give the producers a moment to carry these with their next claim.
+                await asyncio.sleep(self.carry_window)
+                if not self._buffer:
+                    continue
             batch = self._buffer[: self.max_batch]
+            self._writing = True
             try:
                 await self._write(batch)
             except TRANSIENT as exc:
@@ -95,6 +127,8 @@ class Acker(Service):
                     return
                 await self.sleep(reconnect_delay(failures))
                 continue
+            finally:
+                self._writing = False
             if failures:
                 log.info("job outcomes written again after %d failed tries", failures)
                 failures = 0
@@ -102,7 +136,7 @@ class Acker(Service):
 
     async def _write(self, batch: Sequence[Transition]) -> None:
         try:
-            self.written += await self.engine.ack_jobs(batch)
+            await self.engine.ack_jobs(batch)
         except TRANSIENT:
             raise
         except psycopg.Error as exc:

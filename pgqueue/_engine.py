@@ -191,8 +191,25 @@ def _unresolved(specs: Sequence[JobSpec], todo: list[int]) -> RuntimeError:
 # ---- the worker runtime ----------------------------------------------------------------
 
 
-def _json_or_none(value: dict[str, Any] | None) -> str | None:
-    return None if value is None else json.dumps(value, default=str)
+def _ack_params(transitions: Sequence[Transition]) -> dict[str, Any]:
+    ids, attempts, states, delays, errors, metas, extra = [], [], [], [], [], [], []
+    for t in transitions:
+        ids.append(t.id)
+        attempts.append(t.attempt)
+        states.append(t.state)
+        delays.append(t.delay)
+        errors.append(None if t.error is None else json.dumps(t.error, default=str))
+        metas.append(None if t.meta is None else json.dumps(t.meta, default=str))
+        extra.append(t.extra_attempts)
+    return {
+        "ids": ids,
+        "attempts": attempts,
+        "states": states,
+        "delays": delays,
+        "errors": errors,
+        "metas": metas,
+        "extra_attempts": extra,
+    }
 
 
 class Engine:
@@ -214,32 +231,38 @@ class Engine:
         cur = await conn.execute(self.q.applied_migrations)
         return [r[0] for r in await cur.fetchall()]
 
-    async def fetch_jobs(self, queue: str, limit: int, node: str) -> list[Job]:
-        async with self.pool.connection() as conn, conn.cursor(row_factory=job_row) as cur:
-            await cur.execute(self.q.fetch_jobs, {"queue": queue, "limit": limit, "node": node})
+    async def connect(self, application_name: str = "pgqueue") -> psycopg.AsyncConnection[Any]:
+        """A connection of its own, for a loop that should not queue for the pool."""
+        return await psycopg.AsyncConnection.connect(
+            self.pool.conninfo,
+            autocommit=True,
+            connect_timeout=10,
+            application_name=application_name,
+        )
+
+    async def fetch_jobs(
+        self,
+        queue: str,
+        limit: int,
+        node: str,
+        acks: Sequence[Transition] = (),
+        conn: psycopg.AsyncConnection[Any] | None = None,
+    ) -> list[Job]:
+        """Write ``acks`` and claim up to ``limit`` jobs of ``queue``: one statement, one commit."""
+        params = _ack_params(acks)
+        params.update(queue=queue, limit=limit, node=node)
+        if conn is not None:
+            async with conn.cursor(row_factory=job_row) as cur:
+                await cur.execute(self.q.fetch_jobs, params)
+                return await cur.fetchall()
+        async with self.pool.connection() as c, c.cursor(row_factory=job_row) as cur:
+            await cur.execute(self.q.fetch_jobs, params)
             return await cur.fetchall()
 
     async def ack_jobs(self, transitions: Sequence[Transition]) -> int:
         """Apply outcomes; returns how many rows were still theirs to change."""
-        params: dict[str, list[Any]] = {
-            "ids": [],
-            "attempts": [],
-            "states": [],
-            "delays": [],
-            "errors": [],
-            "metas": [],
-            "extra_attempts": [],
-        }
-        for t in transitions:
-            params["ids"].append(t.id)
-            params["attempts"].append(t.attempt)
-            params["states"].append(t.state)
-            params["delays"].append(t.delay)
-            params["errors"].append(_json_or_none(t.error))
-            params["metas"].append(_json_or_none(t.meta))
-            params["extra_attempts"].append(t.extra_attempts)
         async with self.pool.connection() as conn:
-            cur = await conn.execute(self.q.ack_jobs, params)
+            cur = await conn.execute(self.q.ack_jobs, _ack_params(transitions))
             return cur.rowcount
 
     async def stage_jobs(self, limit: int = 5000) -> dict[str, int]:

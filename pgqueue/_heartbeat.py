@@ -34,6 +34,7 @@ class Heartbeat(IntervalService):
         queues: Callable[[], Mapping[str, int]],
         running_jobs: Callable[[], Sequence[Job]],
         pending: Callable[[], set[int]],
+        claim_in_flight: Callable[[], bool],
         on_controls: Callable[[dict[str, QueueControl]], None],
         on_lost: Callable[[set[int]], None],
         on_orphans: Callable[[dict[int, int]], Awaitable[None]],
@@ -50,6 +51,7 @@ class Heartbeat(IntervalService):
         self.queues = queues
         self.running_jobs = running_jobs
         self.pending = pending
+        self.claim_in_flight = claim_in_flight
         self.on_controls = on_controls
         self.on_lost = on_lost
         self.on_orphans = on_orphans
@@ -90,6 +92,10 @@ class Heartbeat(IntervalService):
         # A claim whose reply died with its connection left jobs executing in our name
         # that we do not run. One seen at two checks in a row (a claim in flight now is
         # done long before the next) is handed back.
+        if self.claim_in_flight():
+            # A claim still waiting for its reply may be the one that made them.
+            self._suspects = {}
+            return
         known = {j.id for j in running} | self.pending()
         executing = await self.coordination.node_executing_jobs(self.node)
         orphans = {i: a for i, a in executing.items() if i not in known}

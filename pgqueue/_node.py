@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -194,6 +195,7 @@ class Node:
             queues=self._queue_limits,
             running_jobs=self._running_jobs,
             pending=self.acker.pending_ids,
+            claim_in_flight=self._claim_in_flight,
             on_controls=self._apply_controls,
             on_lost=self._drop_lost,
             on_orphans=self._hand_back_orphans,
@@ -352,6 +354,14 @@ class Node:
 
     def _queue_limits(self) -> dict[str, int]:
         return {q: p.limit for q, p in self.producers.items()}
+
+    def _claim_in_flight(self) -> bool:
+        """A claim that has been waiting for its reply longer than a heartbeat interval."""
+        now = time.monotonic()
+        return any(
+            p.claiming_since is not None and now - p.claiming_since > self.heartbeat_interval
+            for p in self.producers.values()
+        )
 
     def _running_jobs(self) -> list[Job]:
         return [job for p in self.producers.values() for job, _ in p.running_jobs.values()]

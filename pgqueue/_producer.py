@@ -1,7 +1,9 @@
 """One queue of one node: claims jobs into free slots and runs them.
 
-The loop claims with one statement sized to the free slots, starts a task per job, and
-then sleeps until something can change the answer: a notification for its queue, a
+The loop claims with one statement sized to the free slots, on a connection of its own,
+carrying the outcomes the acker holds (one round trip and one commit acknowledge the
+last jobs and claim the next), starts a task per job, and then sleeps until something
+can change the answer: a notification for its queue, a
 slot freeing up after a full claim, or the poll interval (the fallback that makes a
 lost notification cost latency, never a job). Results go to the acker; the slot frees
 as soon as the job returns, while its acknowledgement is written in the next batch.
@@ -10,7 +12,12 @@ as soon as the job returns, while its acknowledgement is written in the next bat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
+from typing import Any
+
+import psycopg
 
 from ._acker import Acker
 from ._engine import Engine
@@ -22,6 +29,9 @@ log = logging.getLogger("pgqueue.producer")
 
 
 class Producer(Service):
+    #: Outcomes carried by one claim, at most.
+    max_acks = 1000
+
     def __init__(
         self,
         queue: str,
@@ -33,6 +43,7 @@ class Producer(Service):
         node: str,
         poll_interval: float,
         on_db_error: object = None,
+        application_name: str = "pgqueue",
     ) -> None:
         super().__init__()
         if limit < 1:
@@ -50,6 +61,9 @@ class Producer(Service):
         self.running_jobs: dict[int, tuple[Job, asyncio.Task[None]]] = {}
         self._last_full = False
         self._waiting_for_slot = False
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._claiming_since: float | None = None
+        self.application_name = application_name
         self._on_db_error = on_db_error
 
     def notify(self) -> None:
@@ -77,13 +91,47 @@ class Producer(Service):
             dropped.append(job_id)
         return dropped
 
+    @property
+    def claiming_since(self) -> float | None:
+        """Monotonic time the claim in flight started, None when there is none."""
+        return self._claiming_since
+
+    async def _claim(self, free: int) -> list[Job]:
+        if self._conn is None or self._conn.closed:
+            self._conn = await self.engine.connect(self.application_name)
+        acks = self.acker.take(self.max_acks)
+        self._claiming_since = time.monotonic()
+        try:
+            jobs = await self.engine.fetch_jobs(self.queue, free, self.node, acks, self._conn)
+        except BaseException:
+            # The statement may or may not have committed: the connection goes, so no
+            # reply can come later; the acks are written again (the guard makes that
+            # harmless) and any claim that did commit is an orphan the heartbeat returns.
+            self.acker.settle(acks, written=False)
+            await self._close()
+            raise
+        finally:
+            self._claiming_since = None
+        self.acker.settle(acks, written=True)
+        return jobs
+
+    async def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 2)
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        await super().stop(timeout)
+        await self._close()
+
     async def run(self) -> None:
         failures = 0
         while not self._stopping:
             free = self.limit - len(self.running_jobs)
             if free > 0 and not self.paused:
                 try:
-                    jobs = await self.engine.fetch_jobs(self.queue, free, self.node)
+                    jobs = await self._claim(free)
                 except TRANSIENT as exc:
                     failures += 1
                     if failures == 1:

@@ -2,8 +2,9 @@
 
 A file holds blocks that start with ``-- name: <query>``. ``{schema}`` is replaced by the
 quoted schema identifier (never by string formatting of user input: it goes through
-``psycopg.sql.Identifier``), ``{job_columns}`` by the shared ``job_columns`` fragment.
-Literal braces are written ``{{`` and ``}}``. Parameters use psycopg's ``%(name)s``.
+``psycopg.sql.Identifier``). A block whose name ends in ``_columns`` or ``_fragment`` is
+not a query but a piece shared by several: ``{job_columns}`` in a query is replaced by
+that block. Literal braces are written ``{{`` and ``}}``. Parameters use ``%(name)s``.
 
 Queries are composed once per schema and kept as strings, so the hot path pays nothing
 for composition and psycopg can prepare them.
@@ -41,12 +42,16 @@ class Queries:
     def __init__(self, schema: str) -> None:
         raw = _raw()
         schema_id = sql.Identifier(schema)
-        columns = sql.SQL(raw["job_columns"])
+        pieces = {
+            name: sql.SQL(body).format(schema=schema_id)
+            for name, body in raw.items()
+            if name.endswith(("_columns", "_fragment"))
+        }
         self.schema = schema
         self._text: dict[str, str] = {
-            name: sql.SQL(body).format(schema=schema_id, job_columns=columns).as_string()
+            name: sql.SQL(body).format(schema=schema_id, **pieces).as_string()
             for name, body in raw.items()
-            if name != "job_columns"
+            if name not in pieces
         }
 
     def __getattr__(self, name: str) -> str:

@@ -39,30 +39,16 @@ WHERE unique_active = ANY (
     ARRAY(SELECT unique_key FROM input WHERE unique_key IS NOT NULL)
 )
 
--- name: fetch_jobs
--- Claim up to %(limit)s jobs of one queue. The CTE takes row locks with SKIP LOCKED in
--- the fetch index's own order (so other claimers skip, never wait); the UPDATE finds the
--- rows by primary key through an array, a plan that needs no statistics.
-WITH picked AS (
-    SELECT id
-    FROM {schema}.pgqueue_jobs
-    WHERE state = 'available' AND queue = %(queue)s
-    ORDER BY priority, scheduled_at, id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE {schema}.pgqueue_jobs
-SET state = 'executing',
-    attempt = attempt + 1,
-    attempted_at = now(),
-    attempted_by = %(node)s
-WHERE id = ANY (ARRAY(SELECT id FROM picked))
-RETURNING {job_columns}
+-- name: claim_columns
+-- What a worker needs of a claimed job (its finish times are NULL, its node is known).
+id, state, queue, worker, args, meta, tags, errors, attempt, max_attempts, priority,
+inserted_at, scheduled_at, attempted_at
 
--- name: ack_jobs
+-- name: ack_fragment
 -- Apply a batch of outcomes. Each row changes only if it is still executing the attempt
 -- the outcome belongs to: a late result from a worker that lost the job changes nothing.
--- The id = ANY() predicate pins the plan to the primary key whatever the statistics.
+-- Planned as a nested loop from the (small) batch into the primary key; no predicate
+-- on the jobs side may compete with that join, or the batch is rescanned per row.
 UPDATE {schema}.pgqueue_jobs AS j
 SET state = a.state::{schema}.pgqueue_state,
     scheduled_at = CASE WHEN a.delay IS NULL THEN j.scheduled_at
@@ -77,11 +63,38 @@ FROM unnest(
     %(ids)s::bigint[], %(attempts)s::integer[], %(states)s::text[], %(delays)s::float8[],
     %(errors)s::jsonb[], %(metas)s::jsonb[], %(extra_attempts)s::integer[]
 ) AS a(id, attempt, state, delay, error, meta, extra_attempts)
-WHERE j.id = ANY (%(ids)s::bigint[])
-  AND j.id = a.id
+WHERE j.id = a.id
   AND j.state = 'executing'
   AND j.attempt = a.attempt
+
+-- name: ack_jobs
+{ack_fragment}
 RETURNING j.id
+
+-- name: fetch_jobs
+-- Acknowledge the outcomes the node has ready and claim up to %(limit)s jobs of one
+-- queue, in one statement and one commit. The claim CTE takes row locks with SKIP LOCKED
+-- in the fetch index's own order (other claimers skip, never wait); the UPDATE finds
+-- the rows by primary key through an array, a plan that needs no statistics. The acked
+-- rows are executing, so the claim (which reads available rows) never touches them.
+WITH acked AS (
+    {ack_fragment}
+    RETURNING j.id
+), picked AS (
+    SELECT id
+    FROM {schema}.pgqueue_jobs
+    WHERE state = 'available' AND queue = %(queue)s
+    ORDER BY priority, scheduled_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {schema}.pgqueue_jobs
+SET state = 'executing',
+    attempt = attempt + 1,
+    attempted_at = now(),
+    attempted_by = %(node)s
+WHERE id = ANY (ARRAY(SELECT id FROM picked))
+RETURNING {claim_columns}
 
 -- name: stage_jobs
 -- Make due scheduled and retryable jobs available and wake the workers of their queues.
@@ -110,8 +123,7 @@ SET state = 'available',
     attempt = GREATEST(j.attempt - 1, 0),
     attempted_by = NULL
 FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS a(id, attempt)
-WHERE j.id = ANY (%(ids)s::bigint[])
-  AND j.id = a.id
+WHERE j.id = a.id
   AND j.state = 'executing'
   AND j.attempt = a.attempt
 RETURNING j.id, j.queue

@@ -38,7 +38,19 @@ def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
 
 def test_help_lists_every_command(env) -> None:
     out = run("--help", env=env).stdout
-    for command in ("migrate", "worker", "enqueue", "inspect", "retry"):
+    for command in (
+        "migrate",
+        "worker",
+        "enqueue",
+        "inspect",
+        "retry",
+        "cancel",
+        "pause",
+        "resume",
+        "scale",
+        "prune",
+        "nodes",
+    ):
         assert command in out
 
 
@@ -71,7 +83,7 @@ def test_enqueue_inspect_retry_round_trip(env, db, schema) -> None:
     counts = json.loads(run("inspect", "--json", env=env).stdout)
     assert counts["queues"]["q1"]["available"] == 1
     listed = json.loads(run("inspect", "--state", "available", "--json", env=env).stdout)
-    assert [j["id"] for j in listed] == [job_id]
+    assert [j["id"] for j in listed["jobs"]] == [job_id]
     human = run("inspect", env=env).stdout
     assert human.splitlines()[0].split()[:3] == ["QUEUE", "AVAILABLE", "SCHEDULED"]
     db.execute(

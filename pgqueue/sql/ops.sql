@@ -1,0 +1,132 @@
+-- Queries of the operator tools: `pgqueue inspect / retry / cancel`, the Prometheus
+-- gauges. Names start with ops_ so they never collide with the engine's.
+
+-- name: ops_table_estimate
+-- Live rows of the jobs table, estimated the way the planner does: the density recorded
+-- by the last VACUUM/ANALYZE (reltuples / relpages) times the table's current size in
+-- pages, so growth since the last analyze counts. -1 when the table was never analyzed.
+SELECT CASE
+           WHEN c.reltuples < 0 THEN -1
+           WHEN c.relpages = 0 THEN c.reltuples::bigint
+           ELSE (c.reltuples / c.relpages
+                 * (pg_relation_size(c.oid) / current_setting('block_size')::integer))::bigint
+       END AS rows
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %(schema)s AND c.relname = 'pgqueue_jobs' AND c.relkind = 'r'
+
+-- name: ops_state_fractions
+-- The fraction of rows in each state, as the last ANALYZE measured it (no rows: never
+-- analyzed). Decides which states are small enough to count exactly.
+SELECT v.state, v.fraction
+FROM pg_stats s
+CROSS JOIN LATERAL unnest(s.most_common_vals::text::text[], s.most_common_freqs)
+    AS v(state, fraction)
+WHERE s.schemaname = %(schema)s AND s.tablename = 'pgqueue_jobs' AND s.attname = 'state'
+
+-- name: ops_count_jobs
+-- Exact counts per queue and state of the given states. An index-only scan of
+-- pgqueue_jobs_state_queue_idx (state, queue): deduplicated, it is a few MB per million
+-- rows, and `state = ANY` reads only the part of it the asked states occupy.
+SELECT queue, state::text, count(*) AS jobs
+FROM {schema}.pgqueue_jobs
+WHERE state = ANY (%(states)s::text[]::{schema}.pgqueue_state[])
+GROUP BY queue, state
+
+-- name: ops_sample_jobs
+-- Rows per queue and state of the given states in a block sample of the table (SYSTEM
+-- reads whole random pages: cheap at any size). The caller scales the counts. A fixed
+-- seed samples the same pages every time while the table keeps its size, so a refresh
+-- every few seconds finds them in shared buffers instead of reading new ones from disk.
+SELECT queue, state::text, count(*) AS jobs
+FROM {schema}.pgqueue_jobs TABLESAMPLE SYSTEM (%(percent)s::real) REPEATABLE (20240)
+WHERE state = ANY (%(states)s::text[]::{schema}.pgqueue_state[])
+GROUP BY queue, state
+
+-- name: ops_oldest_available
+-- Seconds the oldest available job of each queue has been waiting. The fetch index is
+-- (queue, priority, scheduled_at) for available rows, so min(scheduled_at) per queue is
+-- the least of ten one-row probes (one per priority), whatever the backlog's size.
+SELECT q.queue, extract(epoch FROM now() - min(o.scheduled_at))::float8 AS age
+FROM unnest(%(queues)s::text[]) AS q(queue)
+CROSS JOIN generate_series(0, 9) AS p(priority)
+CROSS JOIN LATERAL (
+    SELECT j.scheduled_at
+    FROM {schema}.pgqueue_jobs j
+    WHERE j.state = 'available' AND j.queue = q.queue AND j.priority = p.priority
+    ORDER BY j.scheduled_at
+    LIMIT 1
+) AS o
+GROUP BY q.queue
+
+-- name: ops_list_jobs
+-- Every filter is optional (NULL = any). Newest first; %(limit)s rows.
+SELECT {job_columns}
+FROM {schema}.pgqueue_jobs
+WHERE (%(state)s::text IS NULL OR state = %(state)s::text::{schema}.pgqueue_state)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(worker)s::text IS NULL OR worker = %(worker)s::text)
+  AND (%(tag)s::text IS NULL OR tags @> ARRAY[%(tag)s::text])
+  AND (%(node)s::text IS NULL OR attempted_by = %(node)s::text)
+  AND (%(args)s::jsonb IS NULL OR args @> %(args)s::jsonb)
+ORDER BY id DESC
+LIMIT %(limit)s
+
+-- name: ops_select_job_ids
+-- Ids of jobs in one state matching the optional filters, oldest first, one batch.
+SELECT id
+FROM {schema}.pgqueue_jobs
+WHERE state = %(state)s::text::{schema}.pgqueue_state
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(worker)s::text IS NULL OR worker = %(worker)s::text)
+  AND (%(tag)s::text IS NULL OR tags @> ARRAY[%(tag)s::text])
+  AND id > %(after)s
+ORDER BY id
+LIMIT %(limit)s
+
+-- name: ops_count_matching
+SELECT count(*)
+FROM {schema}.pgqueue_jobs
+WHERE state = %(state)s::text::{schema}.pgqueue_state
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(worker)s::text IS NULL OR worker = %(worker)s::text)
+  AND (%(tag)s::text IS NULL OR tags @> ARRAY[%(tag)s::text])
+
+-- name: ops_retry_matching
+-- Back to available, now, for every job of one state matching the filters. As in
+-- retry_jobs, max_attempts grows when the job had used them all.
+UPDATE {schema}.pgqueue_jobs
+SET state = 'available',
+    scheduled_at = now(),
+    max_attempts = GREATEST(max_attempts, attempt + 1),
+    completed_at = NULL,
+    discarded_at = NULL,
+    cancelled_at = NULL
+WHERE state = %(state)s::text::{schema}.pgqueue_state
+  AND state IN ('discarded', 'cancelled', 'retryable', 'scheduled', 'completed')
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(worker)s::text IS NULL OR worker = %(worker)s::text)
+  AND (%(tag)s::text IS NULL OR tags @> ARRAY[%(tag)s::text])
+RETURNING id, queue
+
+-- name: ops_job_states
+-- The state of each given id that exists (to explain why an id was left alone).
+SELECT id, state::text FROM {schema}.pgqueue_jobs WHERE id = ANY (%(ids)s::bigint[])
+
+-- name: ops_count_prunable
+-- What `pgqueue prune` would delete: final-state jobs that reached their state more
+-- than its age (in seconds) ago (the pruner's partial indexes on the state's timestamp).
+SELECT
+    (SELECT count(*) FROM {schema}.pgqueue_jobs
+     WHERE state = 'completed' AND completed_at < now() - make_interval(secs => %(completed)s)),
+    (SELECT count(*) FROM {schema}.pgqueue_jobs
+     WHERE state = 'discarded' AND discarded_at < now() - make_interval(secs => %(discarded)s)),
+    (SELECT count(*) FROM {schema}.pgqueue_jobs
+     WHERE state = 'cancelled' AND cancelled_at < now() - make_interval(secs => %(cancelled)s))
+
+-- name: ops_executing_by_node
+-- Executing jobs per claiming node (the executing index holds exactly these rows).
+SELECT attempted_by, count(*) AS jobs
+FROM {schema}.pgqueue_jobs
+WHERE state = 'executing'
+GROUP BY attempted_by
