@@ -29,18 +29,26 @@ CREATE TABLE pgqueue_jobs (
     cancelled_at  timestamptz,
     -- The node that claimed the current attempt; rescue looks for dead nodes here.
     attempted_by  text,
-    -- Uniqueness: the key holds only while the job is in one of unique_states, which is
-    -- what the generated column expresses, so a plain unique index enforces it race-free.
+    -- Uniqueness. unique_key is the digest of what identifies the job (for people and
+    -- for matching); unique_range places it on a number line: the key's own stretch
+    -- (key * 10^16), and within it the job's window [inserted ms, inserted ms + period).
+    -- Two jobs of one key overlap exactly when they were enqueued less than a period
+    -- apart; jobs of different keys never do. The window counts only while the job is in
+    -- one of unique_states, which the generated column expresses, so an exclusion
+    -- constraint enforces "one job per key per sliding period" race-free.
     unique_key    text,
     unique_states pgqueue_state[],
-    unique_active text GENERATED ALWAYS AS (
-        CASE WHEN state = ANY (unique_states) THEN unique_key END
+    unique_range  numrange,
+    unique_active numrange GENERATED ALWAYS AS (
+        CASE WHEN state = ANY (unique_states) THEN unique_range END
     ) STORED,
     CONSTRAINT pgqueue_jobs_attempt_range CHECK (attempt >= 0),
     CONSTRAINT pgqueue_jobs_max_attempts_range CHECK (max_attempts > 0),
     CONSTRAINT pgqueue_jobs_priority_range CHECK (priority BETWEEN 0 AND 9),
     CONSTRAINT pgqueue_jobs_queue_length CHECK (char_length(queue) BETWEEN 1 AND 128),
-    CONSTRAINT pgqueue_jobs_worker_length CHECK (char_length(worker) BETWEEN 1 AND 255)
+    CONSTRAINT pgqueue_jobs_worker_length CHECK (char_length(worker) BETWEEN 1 AND 255),
+    CONSTRAINT pgqueue_jobs_unique EXCLUDE USING gist (unique_active WITH &&)
+        WHERE (unique_active IS NOT NULL)
 );
 
 -- The claim reads exactly this index in exactly this order, whatever the statistics say:
@@ -58,10 +66,6 @@ CREATE INDEX pgqueue_jobs_stage_idx
 CREATE INDEX pgqueue_jobs_executing_idx
     ON pgqueue_jobs (attempted_by)
     WHERE state = 'executing';
-
-CREATE UNIQUE INDEX pgqueue_jobs_unique_idx
-    ON pgqueue_jobs (unique_active)
-    WHERE unique_active IS NOT NULL;
 
 -- Operators and the pruner look jobs up by state and queue.
 CREATE INDEX pgqueue_jobs_state_queue_idx ON pgqueue_jobs (state, queue);

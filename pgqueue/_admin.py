@@ -66,23 +66,6 @@ def retry_jobs(conn: psycopg.Connection[Any], schema: str, ids: Sequence[int]) -
     return [r[0] for r in rows]
 
 
-def retry_by_state(
-    conn: psycopg.Connection[Any],
-    schema: str,
-    state: str,
-    *,
-    queue: str | None = None,
-    worker: str | None = None,
-) -> list[int]:
-    q = queries(schema)
-    with conn.transaction():
-        rows = conn.execute(
-            q.retry_jobs_by_state, {"state": state, "queue": queue, "worker": worker}
-        ).fetchall()
-        _notify(conn, schema, rows)
-    return [r[0] for r in rows]
-
-
 def _notify(conn: psycopg.Connection[Any], schema: str, rows: Sequence[tuple[Any, ...]]) -> None:
     queues = sorted({r[1] for r in rows})
     if queues:

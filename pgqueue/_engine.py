@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -22,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from ._job import Job, JobSpec
 from ._outcomes import Transition
-from ._unique import states_literal, unique_key
+from ._unique import period_ms, states_literal, unique_base, unique_key
 from .sql import Queries, queries
 
 _JOB_FIELDS = frozenset(f.name for f in fields(Job)) - {"meta_updates", "_cancel"}
@@ -49,7 +48,7 @@ def _tags_literal(tags: Sequence[str]) -> str:
     return "{" + ",".join(quoted) + "}"
 
 
-def insert_params(specs: Sequence[JobSpec], now: datetime) -> dict[str, list[Any]]:
+def insert_params(specs: Sequence[JobSpec]) -> dict[str, list[Any]]:
     """The parallel arrays of ``insert_jobs`` for ``specs``."""
     p: dict[str, list[Any]] = {
         k: []
@@ -65,6 +64,8 @@ def insert_params(specs: Sequence[JobSpec], now: datetime) -> dict[str, list[Any
             "delays",
             "unique_keys",
             "unique_states",
+            "bases",
+            "periods_ms",
         )
     }
     for s in specs:
@@ -80,11 +81,14 @@ def insert_params(specs: Sequence[JobSpec], now: datetime) -> dict[str, list[Any
         if s.unique is None:
             p["unique_keys"].append(None)
             p["unique_states"].append(None)
+            p["bases"].append(None)
+            p["periods_ms"].append(None)
         else:
-            p["unique_keys"].append(
-                unique_key(s.unique, worker=s.worker, queue=s.queue, args=s.args, now=now)
-            )
+            key = unique_key(s.unique, worker=s.worker, queue=s.queue, args=s.args)
+            p["unique_keys"].append(key)
             p["unique_states"].append(states_literal(s.unique.states))
+            p["bases"].append(unique_base(key))
+            p["periods_ms"].append(period_ms(s.unique))
     return p
 
 
@@ -140,7 +144,7 @@ def insert_jobs(conn: psycopg.Connection[Any], q: Queries, specs: Sequence[JobSp
     todo = list(range(len(specs)))
     for _ in range(_CONFLICT_ROUNDS):
         batch = [specs[i] for i in todo]
-        params = insert_params(batch, datetime.now(UTC))
+        params = insert_params(batch)
         with conn.cursor() as cur:
             cur.execute(q.insert_jobs, params)
             rows = cur.fetchall()
@@ -159,7 +163,7 @@ async def insert_jobs_async(
     todo = list(range(len(specs)))
     for _ in range(_CONFLICT_ROUNDS):
         batch = [specs[i] for i in todo]
-        params = insert_params(batch, datetime.now(UTC))
+        params = insert_params(batch)
         async with conn.cursor() as cur:
             await cur.execute(q.insert_jobs, params)
             rows = await cur.fetchall()

@@ -22,6 +22,7 @@ from typing import Any
 
 import psycopg
 
+from . import _admin
 from ._engine import channel, job_row
 from ._job import Job
 from ._states import FINAL_STATES, STATES
@@ -181,12 +182,26 @@ def retry_matching(
     worker: str | None = None,
     tag: str | None = None,
 ) -> list[int]:
-    """Make every job of ``state`` matching the filters available now; returns the ids."""
+    """Make every job of ``state`` matching the filters available now; returns the ids.
+
+    One transaction, in batches of ids, each retried like ``pgqueue retry ID...``.
+    """
     q = queries(schema)
+    params = _filters(state, queue, worker, tag)
+    retried: list[int] = []
+    after = 0
     with conn.transaction():
-        rows = conn.execute(q.ops_retry_matching, _filters(state, queue, worker, tag)).fetchall()
-        _notify(conn, schema, {r[1] for r in rows})
-    return [r[0] for r in rows]
+        while True:
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    q.ops_select_job_ids, {**params, "after": after, "limit": 10_000}
+                )
+            ]
+            if not ids:
+                return retried
+            retried += _admin.retry_jobs(conn, schema, ids)
+            after = ids[-1]
 
 
 def job_states(conn: psycopg.Connection[Any], schema: str, ids: Iterable[int]) -> dict[int, str]:

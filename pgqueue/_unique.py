@@ -1,13 +1,12 @@
 """Unique-job keys: which enqueues count as duplicates of each other.
 
-Pure: a key is a digest of the worker, the queue (optional), the chosen args and the
-period window the enqueue falls in. The database enforces it with a unique index over
-the key while the job is in one of the chosen states, so concurrent inserts race-free
-collapse to one row.
-
-A period is a window aligned to the Unix epoch (``floor(now / period)``): two enqueues in
-the same window are duplicates. ``period=None`` means as long as the job row exists in
-one of the chosen states.
+Pure: a key is a digest of the worker, the queue (optional) and the chosen args. Two
+enqueues of one key are duplicates when the second comes less than ``period`` seconds
+after the first (a sliding window) while the first is in one of the chosen states;
+``period=None`` means for as long as the first exists in those states. The database
+enforces it with an exclusion constraint (see migrations/0001), so concurrent inserts
+collapse to one row race-free: ``unique_base`` places each key on its own stretch of a
+number line, where the job's window [now, now + period) becomes a range.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from ._errors import ConfigError
@@ -67,19 +65,34 @@ class Unique:
             raise ConfigError(f"Unique(keys=...) must be a list of args keys, got {self.keys!r}")
 
 
-def unique_key(
-    unique: Unique, *, worker: str, queue: str, args: Mapping[str, Any], now: datetime
-) -> str:
+# A key's stretch of the number line is 10^16 wide: room for any window in milliseconds
+# since the epoch (about 1.8 * 10^12 today) plus any period.
+STRETCH = 10**16
+
+
+def unique_key(unique: Unique, *, worker: str, queue: str, args: Mapping[str, Any]) -> str:
     """The digest two duplicate enqueues share."""
     chosen = dict(args) if unique.keys is None else {k: args.get(k) for k in unique.keys}
-    window = None if unique.period is None else math.floor(now.timestamp() / unique.period)
     material = json.dumps(
-        [worker, queue if unique.by_queue else None, chosen, unique.period, window],
+        [worker, queue if unique.by_queue else None, chosen],
         sort_keys=True,
         separators=(",", ":"),
         default=str,
     )
     return hashlib.sha256(material.encode()).hexdigest()
+
+
+def unique_base(key: str) -> str:
+    """Where ``key``'s stretch starts (a decimal string: it exceeds 64 bits).
+
+    128 bits of the digest keep distinct keys apart for any practical number of jobs.
+    """
+    return str(int(key[:32], 16) * STRETCH)
+
+
+def period_ms(unique: Unique) -> int | None:
+    """The window in milliseconds; None for no time limit (the whole stretch)."""
+    return None if unique.period is None else max(1, math.ceil(unique.period * 1000))
 
 
 def states_literal(states: Sequence[str]) -> str:

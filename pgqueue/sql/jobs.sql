@@ -6,37 +6,45 @@ inserted_at, scheduled_at, attempted_at, completed_at, discarded_at, cancelled_a
 
 -- name: insert_jobs
 -- One statement for one job or a hundred thousand: parallel arrays unnested in order.
--- A unique job that meets an existing one is skipped by ON CONFLICT (the unique index
--- makes that race-free) and the existing row is returned with conflict = true. A row
--- committed by a concurrent transaction after this statement's snapshot is not visible
--- to the second branch; the client asks again for those (see _engine.insert_jobs).
+-- A unique job whose window overlaps an existing one of its key is skipped by ON
+-- CONFLICT (the exclusion constraint makes that race-free) and the existing row is
+-- returned with conflict = true. A row committed by a concurrent transaction after this
+-- statement's snapshot is not visible to the second branch; the client asks again for
+-- those (see _engine.insert_jobs). Windows are measured on the database's clock.
 WITH input AS (
-    SELECT i.*, COALESCE(i.at, now() + make_interval(secs => COALESCE(i.delay, 0))) AS due
+    SELECT i.*,
+           COALESCE(i.at, now() + make_interval(secs => COALESCE(i.delay, 0))) AS due,
+           CASE
+               WHEN i.unique_key IS NULL THEN NULL
+               WHEN i.period_ms IS NULL THEN numrange(i.base, i.base + 10000000000000000)
+               ELSE numrange(i.base + floor(extract(epoch FROM now()) * 1000),
+                             i.base + floor(extract(epoch FROM now()) * 1000) + i.period_ms)
+           END AS window_range
     FROM unnest(
         %(workers)s::text[], %(queues)s::text[], %(args)s::jsonb[], %(metas)s::jsonb[],
         %(tags)s::text[], %(priorities)s::smallint[], %(max_attempts)s::integer[],
         %(ats)s::timestamptz[], %(delays)s::float8[], %(unique_keys)s::text[],
-        %(unique_states)s::text[]
+        %(unique_states)s::text[], %(bases)s::numeric[], %(periods_ms)s::bigint[]
     ) WITH ORDINALITY AS i(worker, queue, args, meta, tags, priority, max_attempts, at, delay,
-                          unique_key, unique_states, ord)
+                          unique_key, unique_states, base, period_ms, ord)
 ), inserted AS (
     INSERT INTO {schema}.pgqueue_jobs AS j
         (state, queue, worker, args, meta, tags, priority, max_attempts, scheduled_at,
-         unique_key, unique_states)
+         unique_key, unique_states, unique_range)
     SELECT CASE WHEN due > now() THEN 'scheduled' ELSE 'available' END::{schema}.pgqueue_state,
            queue, worker, args, meta, tags::text[], priority, max_attempts, due,
-           unique_key, unique_states::{schema}.pgqueue_state[]
+           unique_key, unique_states::{schema}.pgqueue_state[], window_range
     FROM input
     ORDER BY ord
-    ON CONFLICT (unique_active) WHERE unique_active IS NOT NULL DO NOTHING
+    ON CONFLICT DO NOTHING
     RETURNING {job_columns}, unique_key
 )
 SELECT false AS conflict, inserted.* FROM inserted
 UNION ALL
-SELECT true AS conflict, {job_columns}, unique_active AS unique_key
-FROM {schema}.pgqueue_jobs
-WHERE unique_active = ANY (
-    ARRAY(SELECT unique_key FROM input WHERE unique_key IS NOT NULL)
+SELECT true AS conflict, {job_columns}, j.unique_key
+FROM {schema}.pgqueue_jobs AS j
+WHERE j.unique_active && ANY (
+    ARRAY(SELECT window_range FROM input WHERE window_range IS NOT NULL)
 )
 
 -- name: claim_columns
@@ -141,31 +149,43 @@ GROUP BY queue, state
 ORDER BY queue, state
 
 -- name: retry_jobs
--- Back to available, now. max_attempts grows when the job had used them all, so the
--- retried job gets at least one more attempt.
-UPDATE {schema}.pgqueue_jobs
+-- Back to available, now (never an executing or available job). max_attempts grows when
+-- the job had used them all, so it gets at least one more attempt. A unique job keeps
+-- its window unless that would clash with a live job of its key, or with another job
+-- retried here (the oldest keeps it): an operator's retry never fails on uniqueness.
+WITH target AS (
+    SELECT id, unique_key, unique_range
+    FROM {schema}.pgqueue_jobs
+    WHERE id = ANY (%(ids)s::bigint[])
+      AND state IN ('discarded', 'cancelled', 'retryable', 'scheduled', 'completed')
+    FOR UPDATE
+), clash AS (
+    SELECT t.id
+    FROM target AS t
+    WHERE t.unique_range IS NOT NULL
+      AND (
+          EXISTS (
+              SELECT 1 FROM {schema}.pgqueue_jobs AS o
+              WHERE o.unique_active && t.unique_range AND o.id <> t.id
+          )
+          OR EXISTS (
+              SELECT 1 FROM target AS u
+              WHERE u.unique_key = t.unique_key AND u.id < t.id
+                AND u.unique_range && t.unique_range
+          )
+      )
+)
+UPDATE {schema}.pgqueue_jobs AS j
 SET state = 'available',
     scheduled_at = now(),
-    max_attempts = GREATEST(max_attempts, attempt + 1),
+    max_attempts = GREATEST(j.max_attempts, j.attempt + 1),
     completed_at = NULL,
     discarded_at = NULL,
-    cancelled_at = NULL
-WHERE id = ANY (%(ids)s::bigint[])
-  AND state IN ('discarded', 'cancelled', 'retryable', 'scheduled', 'completed')
-RETURNING id, queue
-
--- name: retry_jobs_by_state
-UPDATE {schema}.pgqueue_jobs
-SET state = 'available',
-    scheduled_at = now(),
-    max_attempts = GREATEST(max_attempts, attempt + 1),
-    completed_at = NULL,
-    discarded_at = NULL,
-    cancelled_at = NULL
-WHERE state = %(state)s::{schema}.pgqueue_state
-  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
-  AND (%(worker)s::text IS NULL OR worker = %(worker)s::text)
-RETURNING id, queue
+    cancelled_at = NULL,
+    unique_range = CASE WHEN j.id IN (SELECT id FROM clash) THEN NULL ELSE j.unique_range END
+FROM target
+WHERE j.id = target.id
+RETURNING j.id, j.queue
 
 -- name: list_jobs
 -- Filters are optional (NULL = any). Newest first.

@@ -92,23 +92,6 @@ WHERE state = %(state)s::text::{schema}.pgqueue_state
   AND (%(worker)s::text IS NULL OR worker = %(worker)s::text)
   AND (%(tag)s::text IS NULL OR tags @> ARRAY[%(tag)s::text])
 
--- name: ops_retry_matching
--- Back to available, now, for every job of one state matching the filters. As in
--- retry_jobs, max_attempts grows when the job had used them all.
-UPDATE {schema}.pgqueue_jobs
-SET state = 'available',
-    scheduled_at = now(),
-    max_attempts = GREATEST(max_attempts, attempt + 1),
-    completed_at = NULL,
-    discarded_at = NULL,
-    cancelled_at = NULL
-WHERE state = %(state)s::text::{schema}.pgqueue_state
-  AND state IN ('discarded', 'cancelled', 'retryable', 'scheduled', 'completed')
-  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
-  AND (%(worker)s::text IS NULL OR worker = %(worker)s::text)
-  AND (%(tag)s::text IS NULL OR tags @> ARRAY[%(tag)s::text])
-RETURNING id, queue
-
 -- name: ops_job_states
 -- The state of each given id that exists (to explain why an id was left alone).
 SELECT id, state::text FROM {schema}.pgqueue_jobs WHERE id = ANY (%(ids)s::bigint[])

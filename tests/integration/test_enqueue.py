@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -178,14 +177,41 @@ def test_unique_states_release_the_key(client: pgqueue.Client, db) -> None:
     assert not again.conflict and again.id != job.id
 
 
-def test_unique_period_is_a_window(client: pgqueue.Client, db) -> None:
-    short = pgqueue.Unique(period=1)
-    a = Resize.enqueue({"w": 1}, client=client, unique=short)
-    deadline = time.time() + 3
-    while int(time.time()) == int(a.inserted_at.timestamp()) and time.time() < deadline:
-        time.sleep(0.05)
-    b = Resize.enqueue({"w": 1}, client=client, unique=short)
-    assert not b.conflict and b.id != a.id
+def test_unique_period_is_a_sliding_window(client: pgqueue.Client, db) -> None:
+    period = pgqueue.Unique(period=1.0)
+    a = Resize.enqueue({"w": 1}, client=client, unique=period)
+    # Less than a period later: a duplicate, wherever the clock's second boundaries fall.
+    db.execute(
+        "UPDATE pgqueue_jobs SET unique_range = numrange(lower(unique_range) - 900, upper(unique_range) - 900) WHERE id = %s",
+        [a.id],
+    )
+    b = Resize.enqueue({"w": 1}, client=client, unique=period)
+    assert b.conflict and b.id == a.id
+    # More than a period later: a new job.
+    db.execute(
+        "UPDATE pgqueue_jobs SET unique_range = numrange(lower(unique_range) - 200, upper(unique_range) - 200) WHERE id = %s",
+        [a.id],
+    )
+    c = Resize.enqueue({"w": 1}, client=client, unique=period)
+    assert not c.conflict and c.id != a.id
+    # Different args never conflict.
+    assert not Resize.enqueue({"w": 2}, client=client, unique=period).conflict
+
+
+def test_retry_never_fails_on_uniqueness(client: pgqueue.Client, db, schema) -> None:
+    from pgqueue import _admin
+
+    old = Once.enqueue({"id": 5}, client=client)
+    db.execute("UPDATE pgqueue_jobs SET state = 'discarded' WHERE id = %s", [old.id])
+    new = Once.enqueue({"id": 5}, client=client)
+    assert not new.conflict
+    # Retrying the old one would clash with the live new one: it comes back without its window.
+    assert _admin.retry_jobs(db, schema, [old.id]) == [old.id]
+    row = db.execute(
+        "SELECT state::text, unique_range FROM pgqueue_jobs WHERE id = %s", [old.id]
+    ).fetchone()
+    assert row == ("available", None)
+    assert Once.enqueue({"id": 5}, client=client).id == new.id
 
 
 def test_unreachable_database_is_one_clear_error() -> None:

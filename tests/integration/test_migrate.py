@@ -80,7 +80,7 @@ def test_the_migrated_schema_is_what_the_code_expects(conn: psycopg.Connection) 
     assert {
         "pgqueue_jobs_fetch_idx",
         "pgqueue_jobs_stage_idx",
-        "pgqueue_jobs_unique_idx",
+        "pgqueue_jobs_unique",
     } <= indexes
     # Every named query is valid SQL against this schema: the planner accepts it.
     q = queries(schema)

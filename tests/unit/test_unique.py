@@ -1,15 +1,13 @@
-from datetime import UTC, datetime, timedelta
-
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pgqueue import ConfigError, Unique
-from pgqueue._unique import unique_key
-
-T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+from pgqueue._unique import STRETCH, period_ms, unique_base, unique_key
 
 
-def key(u: Unique, args: dict, *, worker: str = "w", queue: str = "q", now: datetime = T0) -> str:
-    return unique_key(u, worker=worker, queue=queue, args=args, now=now)
+def key(u: Unique, args: dict, *, worker: str = "w", queue: str = "q") -> str:
+    return unique_key(u, worker=worker, queue=queue, args=args)
 
 
 def test_same_job_same_key_regardless_of_arg_order() -> None:
@@ -36,16 +34,24 @@ def test_by_queue_false_ignores_the_queue() -> None:
     assert key(u, {"a": 1}, queue="x") == key(u, {"a": 1}, queue="y")
 
 
-def test_period_windows_are_aligned_to_the_epoch() -> None:
-    u = Unique(period=60)
-    start = T0  # 12:00:00 is a window boundary
-    assert key(u, {}, now=start) == key(u, {}, now=start + timedelta(seconds=59.9))
-    assert key(u, {}, now=start) != key(u, {}, now=start + timedelta(seconds=60))
+def test_the_key_does_not_depend_on_the_period() -> None:
+    # The window is placed by the database at insert time, not baked into the key.
+    assert key(Unique(period=60), {"a": 1}) == key(Unique(period=None), {"a": 1})
 
 
-def test_no_period_means_forever() -> None:
-    u = Unique(period=None)
-    assert key(u, {}, now=T0) == key(u, {}, now=T0 + timedelta(days=400))
+def test_period_in_milliseconds() -> None:
+    assert period_ms(Unique(period=60)) == 60_000
+    assert period_ms(Unique(period=0.0001)) == 1
+    assert period_ms(Unique(period=None)) is None
+
+
+@given(a=st.text(max_size=20), b=st.text(max_size=20))
+def test_distinct_keys_get_disjoint_stretches(a: str, b: str) -> None:
+    ka, kb = key(Unique(), {"x": a}), key(Unique(), {"x": b})
+    base_a, base_b = int(unique_base(ka)), int(unique_base(kb))
+    assert base_a % STRETCH == 0
+    if ka != kb:
+        assert abs(base_a - base_b) >= STRETCH
 
 
 @pytest.mark.parametrize(
