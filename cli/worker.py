@@ -175,6 +175,10 @@ def worker(
             dsn = configured.dsn
         if ctx.get_parameter_source("schema") is not click.core.ParameterSource.COMMANDLINE:
             schema = configured.schema
+    if configured is None or (configured.dsn, configured.schema) != (dsn or configured.dsn, schema):
+        # Jobs that enqueue follow-up jobs (pgqueue.builtins) use the default client:
+        # it must point where this worker runs.
+        _client.configure(dsn, schema=schema)
     node = Node(
         dsn,
         schema=schema,

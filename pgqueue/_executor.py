@@ -24,6 +24,9 @@ from ._worker import Worker
 
 log = logging.getLogger("pgqueue.executor")
 
+# Seconds between checks for overdue jobs: a timeout fires up to this much late.
+WATCH_TICK = 0.05
+
 
 class Executor:
     """Performs jobs for one node; sync jobs share its thread pool."""
@@ -32,6 +35,8 @@ class Executor:
         self.node = node
         self.threads = threads
         self._instances: dict[type[Worker], Worker] = {}
+        self._deadlines: dict[asyncio.Task[object], Job] = {}
+        self._watchdog: asyncio.Task[None] | None = None
 
     def _instance(self, cls: type[Worker]) -> Worker:
         worker = self._instances.get(cls)
@@ -77,34 +82,50 @@ class Executor:
 
     async def _perform(self, worker: Worker, cls: type[Worker], job: Job) -> Success | Failure:
         timeout = cls.timeout
+        task = asyncio.current_task()
+        if timeout is not None and task is not None:
+            job.deadline = time.monotonic() + timeout
+            self._watch(task, job)
         try:
             if cls.is_async:
-                if timeout is None:
-                    return Success(await worker.perform(job))  # type: ignore[misc]
-                scope = asyncio.timeout(timeout)
-                try:
-                    async with scope:
-                        return Success(await worker.perform(job))  # type: ignore[misc]
-                except TimeoutError as exc:
-                    if not scope.expired():
-                        return Failure.capture(exc)  # the job's own TimeoutError
-                    job.request_cancel()
-                    return Failure(JobTimeout(timeout))
+                return Success(await worker.perform(job))  # type: ignore[misc]
+            # A thread cannot be interrupted: on timeout or cancellation the job is asked
+            # to stop (job.cancel_requested) and whatever it returns is ignored.
             future = asyncio.get_running_loop().run_in_executor(self.threads, worker.perform, job)
             future.add_done_callback(_consume)
-            if timeout is None:
-                return Success(await future)
-            done, _ = await asyncio.wait({future}, timeout=timeout)
-            if not done:
-                # A thread cannot be interrupted: ask the job to stop, ignore its result.
-                job.request_cancel()
-                return Failure(JobTimeout(timeout))
-            return Success(future.result())
+            return Success(await future)
         except asyncio.CancelledError:
             job.request_cancel()
+            if job.timed_out and task is not None:
+                task.uncancel()  # our own cancellation: the attempt failed, the node goes on
+                return Failure(JobTimeout(timeout or 0.0))
             raise
         except (Exception, SystemExit) as exc:
             return Failure.capture(exc)
+        finally:
+            if task is not None:
+                self._deadlines.pop(task, None)
+
+    def _watch(self, task: asyncio.Task[object], job: Job) -> None:
+        """Track ``job``'s deadline; one watchdog serves every running job.
+
+        A timer per job (asyncio.timeout) costs more than the job itself for short jobs;
+        a sweep every ``WATCH_TICK`` seconds cancels the overdue ones instead.
+        """
+        self._deadlines[task] = job
+        if self._watchdog is None or self._watchdog.done():
+            self._watchdog = asyncio.get_running_loop().create_task(
+                self._sweep(), name="pgqueue-timeouts"
+            )
+
+    async def _sweep(self) -> None:
+        while self._deadlines:
+            await asyncio.sleep(WATCH_TICK)
+            now = time.monotonic()
+            for task, job in list(self._deadlines.items()):
+                if job.deadline is not None and now >= job.deadline and not job.timed_out:
+                    job.timed_out = True
+                    task.cancel()
 
 
 def _consume(future: asyncio.Future[object]) -> None:

@@ -51,6 +51,10 @@ class Job:
     conflict: bool = False
     meta_updates: dict[str, Any] | None = field(default=None, repr=False)
     _cancel: threading.Event | None = field(default=None, repr=False)
+    # Set by the executor: when this attempt must end (monotonic clock), and whether it
+    # was stopped for that.
+    deadline: float | None = field(default=None, repr=False)
+    timed_out: bool = field(default=False, repr=False)
 
     def update_meta(self, values: Mapping[str, Any]) -> None:
         """Merge ``values`` into the job's meta when this attempt is acknowledged."""

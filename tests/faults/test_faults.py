@@ -49,7 +49,9 @@ def test_kill9_mid_job_is_rescued_after_the_heartbeat_expiry(
     client, runs_table, schema, workers: Workers
 ) -> None:
     db = runs_table
-    workers.start("a", *FAST)
+    # a has one slot, filled by the long job: every other job runs on b, so none of them
+    # is in flight on a when it dies (those would legitimately run again).
+    workers.start("a", *FAST, "--queues", "default:1")
     wait_for(lambda: len(_admin.list_nodes(db, schema)) == 1, what="node a up")
     long_job = recording.Record.enqueue({"sleep": 15}, client=client)
     wait_for(lambda: states(db, schema).get("executing") == 1, what="long job running on a")

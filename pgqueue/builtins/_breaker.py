@@ -1,0 +1,217 @@
+"""Circuit breakers: one per destination (a broker, a bucket), per process.
+
+A long outage must not burn every job's attempts. The breaker counts transport
+failures in a row; at ``threshold`` it opens and jobs for that destination snooze
+(``pgqueue.Snooze``, attempt budget kept) instead of failing. After ``cooldown``
+seconds one job is let through as the probe (half-open): its success closes the
+circuit, its transport failure opens it again for another cooldown. Any answer from the
+destination, even a refusal (bad credentials, no such bucket), proves it reachable and
+counts as a success here: those errors fail the job as usual, not the circuit.
+
+``CircuitBreaker`` is the state machine with injected ``clock`` and ``rng`` and no I/O;
+``breaker_for`` keeps one per destination name, logs every change and emits the
+``breaker_change`` event the Prometheus integration exports.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from .. import _events
+from .._outcomes import Snooze
+from ._config import BreakerSettings
+
+log = logging.getLogger("pgqueue.builtins.breaker")
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+TRANSPORT, ANSWERED = "transport", "answered"  # verdicts of a guard's classify
+
+OnChange = Callable[["CircuitBreaker", str, str], None]
+
+
+class CircuitBreaker:
+    """The breaker of one destination. Thread-safe; every method returns at once.
+
+    ``admit()`` is called before using the destination: ``None`` means go ahead, a
+    number is how many seconds the caller should snooze. The caller then reports
+    ``succeeded()`` or ``failed()`` (transport failures only).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        threshold: int = 5,
+        cooldown: float = 30.0,
+        probe_lease: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] = random.random,
+        on_change: OnChange | None = None,
+    ) -> None:
+        if threshold < 1:
+            raise ValueError(f"threshold must be >= 1, got {threshold}")
+        if not cooldown > 0:
+            raise ValueError(f"cooldown must be > 0 seconds, got {cooldown}")
+        self.name = name
+        self.threshold = threshold
+        self.cooldown = cooldown
+        # A probe that never reports (its thread hung, its process is being stopped)
+        # must not keep the circuit half-open for ever: after the lease another may go.
+        self.probe_lease = max(cooldown, 30.0) if probe_lease is None else probe_lease
+        self._clock = clock
+        self._rng = rng
+        self._on_change = on_change
+        self._lock = threading.Lock()
+        self._state = CLOSED
+        self._failures = 0  # transport failures in a row
+        self._opened_at = 0.0
+        self._probe_at: float | None = None  # when the current probe was let through
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @property
+    def failures(self) -> int:
+        return self._failures
+
+    def admit(self) -> float | None:
+        """``None`` to go ahead, else the seconds to snooze before trying again."""
+        with self._lock:
+            now = self._clock()
+            if self._state == CLOSED:
+                return None
+            if self._state == OPEN:
+                remaining = self._opened_at + self.cooldown - now
+                if remaining > 0:
+                    return self._spread(remaining)
+                self._set(HALF_OPEN)
+                self._probe_at = now
+                return None
+            # Half-open: one probe at a time, a new one only if the last one went silent.
+            if self._probe_at is None or now - self._probe_at >= self.probe_lease:
+                self._probe_at = now
+                return None
+            return self._spread(self.cooldown / 2)
+
+    def succeeded(self) -> None:
+        """The destination answered."""
+        with self._lock:
+            self._failures = 0
+            self._probe_at = None
+            if self._state != CLOSED:
+                self._set(CLOSED)
+
+    def failed(self) -> None:
+        """The destination could not be reached (connection refused, reset, timed out...)."""
+        with self._lock:
+            self._failures += 1
+            now = self._clock()
+            if self._state == HALF_OPEN or (
+                self._state == CLOSED and self._failures >= self.threshold
+            ):
+                self._opened_at = now
+                self._probe_at = None
+                self._set(OPEN)
+
+    def released(self) -> None:
+        """The attempt ended without telling anything about the destination (a local
+        error): a half-open circuit lets the next job probe instead."""
+        with self._lock:
+            self._probe_at = None
+
+    @contextmanager
+    def guard(self, classify: Callable[[Exception], str]) -> Iterator[None]:
+        """Run the block if admitted (else raise ``Snooze``) and record how it went.
+
+        ``classify(exc)`` says what an exception means for the circuit: ``"transport"``
+        (unreachable: a failure), ``"answered"`` (the destination replied, even with a
+        refusal: a success) or anything else (nothing learnt).
+        """
+        wait = self.admit()
+        if wait is not None:
+            raise Snooze(wait)
+        try:
+            yield
+        except Exception as exc:
+            verdict = classify(exc)
+            if verdict == TRANSPORT:
+                self.failed()
+            elif verdict == ANSWERED:
+                self.succeeded()
+            else:
+                self.released()
+            raise
+        except BaseException:
+            self.released()
+            raise
+        else:
+            self.succeeded()
+
+    def _spread(self, seconds: float) -> float:
+        # Jobs that snooze together would come back together: spread them over half a
+        # cooldown so the probe meets a trickle, not a herd.
+        return round(max(seconds, 0.05) + self._rng() * self.cooldown / 2, 3)
+
+    def _set(self, state: str) -> None:
+        old, self._state = self._state, state
+        if self._on_change is not None:
+            self._on_change(self, old, state)
+
+
+_breakers: dict[str, CircuitBreaker] = {}
+_breakers_lock = threading.Lock()
+
+
+def _report(breaker: CircuitBreaker, old: str, new: str) -> None:
+    if new == OPEN:
+        log.warning(
+            "circuit breaker %s: %s -> open after %d transport failure(s) in a row; "
+            "its jobs snooze for %g s, then one probe tries again",
+            breaker.name,
+            old,
+            breaker.failures,
+            breaker.cooldown,
+        )
+    else:
+        log.info("circuit breaker %s: %s -> %s", breaker.name, old, new)
+    _events.emit("breaker_change", name=breaker.name, state=new, failures=breaker.failures)
+
+
+def breaker_for(name: str, settings: BreakerSettings | None = None) -> CircuitBreaker:
+    """This process's breaker for the destination ``name`` (created on first use).
+
+    ``settings``, when given, apply to a new breaker or replace an existing one's.
+    """
+    with _breakers_lock:
+        breaker = _breakers.get(name)
+        if breaker is None:
+            settings = settings or BreakerSettings()
+            breaker = _breakers[name] = CircuitBreaker(
+                name, threshold=settings.threshold, cooldown=settings.cooldown, on_change=_report
+            )
+        elif settings is not None and (breaker.threshold, breaker.cooldown) != (
+            settings.threshold,
+            settings.cooldown,
+        ):
+            with breaker._lock:
+                breaker.threshold, breaker.cooldown = settings.threshold, settings.cooldown
+                breaker.probe_lease = max(settings.cooldown, 30.0)
+        return breaker
+
+
+def breakers() -> dict[str, CircuitBreaker]:
+    """A copy of this process's breakers, by destination name."""
+    with _breakers_lock:
+        return dict(_breakers)
+
+
+def reset_breakers() -> None:
+    """Forget every breaker (tests)."""
+    with _breakers_lock:
+        _breakers.clear()

@@ -1,0 +1,289 @@
+"""``python -m tests.bench``: run the workloads, print the tables, write the JSON.
+
+Runs are interleaved (run 1 of every system, then run 2, ...) so machine noise spreads
+over everyone instead of punishing whoever ran while the machine was busy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import ceiling, report, workloads
+from .memory import memory_run
+from .peers import ADAPTERS
+from .systems import ROOT, BoundHit, System, base_database, database_dsn
+
+FULL = {
+    "w1_single": 5_000, "w1_bulk": 100_000, "w2": 30_000, "w3": 300, "w3_interval": 0.02,
+    "w4_background": 1_000_000, "w5_insert": 5_000, "w5_copy": 200_000, "w5_drain": 200_000,
+    "memory": 1_000_000,
+}  # fmt: skip
+QUICK = {
+    "w1_single": 500, "w1_bulk": 10_000, "w2": 3_000, "w3": 50, "w3_interval": 0.02,
+    "w4_background": 100_000, "w5_insert": 1_000, "w5_copy": 50_000, "w5_drain": 20_000,
+    "memory": 50_000,
+}  # fmt: skip
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "MEMORY")
+PEER_VENVS = {".venv-peers": "python3.11", ".venv-oban": "python3.12"}
+PY312 = "/root/.pyenv/versions/3.12.1/bin/python3.12"
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="1 run, small sizes (a smoke test)")
+    p.add_argument("--runs", type=int, default=None, help="runs per figure (default 3; --quick 1)")
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="W2",
+        help="workloads to run (W1..W5, memory; repeat or comma-separate); default W1-W5",
+    )
+    p.add_argument("--peers", action="store_true", help="also run the installed peers")
+    p.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"only these peers ({', '.join(ADAPTERS[1:])}); implies --peers",
+    )
+    p.add_argument(
+        "--peer-runs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run the peers in the first N runs only (default: every run)",
+    )
+    p.add_argument("--no-pgqueue", action="store_true", help="measure the peers only")
+    p.add_argument("--memory", action="store_true", help="also the (long) 1,000,000-job memory run")
+    p.add_argument("--dsn", default=None, help="server to use (default $DATABASE_URL)")
+    p.add_argument("--out", default=str(ROOT / "bench-results"), help="folder for the JSON")
+    p.add_argument(
+        "--install-peers",
+        action="store_true",
+        help="create .venv-peers (3.11) and .venv-oban (3.12) from requirements-peers.txt, then exit",
+    )
+    args = p.parse_args(argv)  # fmt: skip
+    args.only = {w.strip().upper() for o in args.only for w in o.split(",") if w.strip()}
+    if bad := args.only - set(WORKLOADS):
+        p.error(f"--only takes {', '.join(WORKLOADS)}; got {', '.join(sorted(bad))}")
+    args.only = args.only or set(WORKLOADS) - {"MEMORY"}
+    if args.memory:
+        args.only.add("MEMORY")
+    if bad := set(args.peer) - set(ADAPTERS[1:]):
+        p.error(f"--peer takes {', '.join(ADAPTERS[1:])}; got {', '.join(sorted(bad))}")
+    args.peers = args.peers or bool(args.peer)
+    args.runs = args.runs or (1 if args.quick else 3)
+    return args
+
+
+def install_peers() -> int:
+    reqs = str(Path(__file__).with_name("requirements-peers.txt"))
+    for venv, python in PEER_VENVS.items():
+        if python == "python3.12" and os.path.exists(PY312):
+            python = PY312
+        print(f"== {venv} ({python})", flush=True)
+        path = ROOT / venv
+        if not (path / "bin" / "python").exists():
+            subprocess.run([python, "-m", "venv", str(path)], check=True)
+        subprocess.run(
+            [str(path / "bin" / "python"), "-m", "pip", "install", "-q", "-r", reqs], check=True
+        )
+    return 0
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, server: str, log_dir: Path) -> None:
+        self.args = args
+        self.sizes = QUICK if args.quick else FULL
+        self.server = server
+        self.log_dir = log_dir
+        self.results: dict[str, dict[str, list[float]]] = {}
+        self.ceiling: dict[str, list[float]] = {}
+        self.errors: list[str] = []
+        self.memory: dict[str, Any] | None = None
+
+    def measure(self, system: str, key: str, fn: Any, *a: Any, **kw: Any) -> Any:
+        label = report.FIGURES.get(key) or report.CEILING.get(key, key)
+        try:
+            value = fn(*a, **kw)
+        except BoundHit as exc:  # too slow to finish: keep the rate it reached, flagged
+            value = exc.done / exc.seconds
+            self.errors.append(f"{system} {key}: {exc}; recorded {value:,.0f}/s (a lower bound)")
+            say(f"   ! {exc}")
+        except Exception as exc:  # a peer failing must not stop the others
+            msg = f"{system} {key}: {type(exc).__name__}: {exc}"
+            self.errors.append(msg)
+            say(f"   ! {msg}")
+            return None
+        if isinstance(value, dict):  # W3
+            for p in ("p50", "p95", "p99"):
+                self.results.setdefault(system, {}).setdefault(f"w3_{p}", []).append(value[p])
+            say(
+                f"   {system:13} {'W3 p50/p95/p99':45} {value['p50']:.2f} / {value['p95']:.2f} / {value['p99']:.2f} ms"
+            )
+        else:
+            target = self.ceiling if system == "ceiling" else self.results.setdefault(system, {})
+            target.setdefault(key, []).append(value)
+            say(f"   {system:13} {label:45} {value:,.0f}")
+        return value
+
+    def systems(self) -> list[System]:
+        names = [] if self.args.no_pgqueue else ["pgqueue"]
+        if self.args.peers:
+            names += self.args.peer or list(ADAPTERS[1:])
+        loaded = []
+        for name in names:
+            try:
+                loaded.append(System.load(name, self.server, self.log_dir))
+            except Exception as exc:
+                self.errors.append(f"{name}: not run: {exc}")
+                say(f"   ! {name}: not run: {exc}")
+        return loaded
+
+    def run(self) -> None:
+        s, only = self.sizes, self.args.only
+        systems = self.systems()
+        w5_dsn = database_dsn(self.server, "pgqueue_bench")
+        for r in range(1, self.args.runs + 1):
+            say(f"== run {r}/{self.args.runs}")
+            if "W5" in only:
+                ceiling.prepare(w5_dsn)
+                self.measure("ceiling", "insert", ceiling.single_inserts, w5_dsn, s["w5_insert"])
+                self.measure("ceiling", "copy", ceiling.copy_rows, w5_dsn, s["w5_copy"])
+                for b in (10, 100):
+                    self.measure(
+                        "ceiling", f"claim_ack_b{b}", ceiling.claim_ack, w5_dsn, s["w5_drain"], b
+                    )
+            for system in systems:
+                peer_runs = self.args.peer_runs or self.args.runs
+                if system.name == "pgqueue" or r <= peer_runs:
+                    self.run_system(system)
+        if "W4" in only:
+            for system in systems:
+                if hasattr(system.adapter, "BACKGROUND_SQL"):
+                    self.run_w4(system)
+        if "MEMORY" in only:
+            pg = next((x for x in systems if x.name == "pgqueue"), None)
+            if pg is not None:
+                say(f"== memory run: {s['memory']:,} jobs")
+                try:
+                    self.memory = memory_run(pg, s["memory"], progress=say)
+                    m = self.memory
+                    say(f"   RSS first {m['rss_first_mib']:.1f} MiB, last {m['rss_last_mib']:.1f}, "
+                        f"max {m['rss_max_mib']:.1f}, growth {100 * m['growth']:+.1f} %")  # fmt: skip
+                except Exception as exc:
+                    self.errors.append(f"memory run: {exc}")
+
+    def run_system(self, system: System) -> None:
+        s, only, name = self.sizes, self.args.only, system.name
+        if "W1" in only:
+            self.measure(name, "w1_single", workloads.w1_single, system, s["w1_single"])
+            if hasattr(system.adapter, "insert_single_sync"):
+                self.measure(
+                    name, "w1_single_sync", workloads.w1_single, system, s["w1_single"], "sync"
+                )
+            self.measure(name, "w1_bulk", workloads.w1_bulk, system, s["w1_bulk"])
+        if "W2" in only:
+            kinds = system.kinds if name == "pgqueue" else ("async",)
+            configs = [(k, c, p) for k in kinds for c, p in ((10, 1), (100, 1), (10, 2))]
+            configs += getattr(system.adapter, "EXTRA_W2", [])
+            for kind, c, p in configs:
+                self.measure(name, f"w2_{kind}_c{c}_p{p}", workloads.w2_process, system, s["w2"],
+                             concurrency=c, processes=p, kind=kind)  # fmt: skip
+            self.measure(name, "w2_async_c10_p1_analyze", workloads.w2_process, system, s["w2"],
+                         concurrency=10, analyze=True)  # fmt: skip
+        if "W3" in only:
+            self.measure(name, "w3", workloads.w3_latency, system, s["w3"], s["w3_interval"])
+
+    def run_w4(self, system: System) -> None:
+        rows = self.sizes["w4_background"]
+        say(f"== W4 {system.name}: inserting {rows:,} completed + {rows:,} scheduled rows")
+        try:
+            top = workloads.w4_background(system, rows)
+        except Exception as exc:
+            self.errors.append(f"{system.name} W4 background: {exc}")
+            return
+        for _ in range(self.args.runs):
+            self.measure(system.name, "w4_async_c10_p1", workloads.w2_process, system, self.sizes["w2"],
+                         concurrency=10, keep_after_id=top)  # fmt: skip
+        system.reset()  # leave no 2 M-row table behind
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_avg": os.getloadavg(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    if args.install_peers:
+        return install_peers()
+    server = args.dsn or os.environ.get("DATABASE_URL")
+    if not server:
+        say("no server: set DATABASE_URL, pass --dsn, or run `make bench` (embedded PostgreSQL)")
+        return 2
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out)
+    bench = Bench(args, server, out / f"{stamp}-logs")
+    started = time.time()
+    bench.run()
+    systems = [x for x in ["pgqueue", *ADAPTERS[1:]] if x in bench.results]
+    import psycopg
+
+    with psycopg.connect(server, autocommit=True) as conn:
+        pg_version = conn.execute("SHOW server_version").fetchone()[0]
+    tgts = report.targets(bench.results, bench.ceiling, bench.memory)
+    print()
+    print(f"pgqueue bench {stamp}: {args.runs} run(s){' (quick sizes)' if args.quick else ''}, "
+          f"PostgreSQL {pg_version} on {base_database(server)}'s server, {os.cpu_count()} CPUs; "
+          "median [min-max]")  # fmt: skip
+    if systems:
+        print()
+        print(report.figures_table(bench.results, systems))
+    if bench.ceiling:
+        print()
+        print(report.ceiling_table(bench.ceiling))
+        print()
+        print(report.ceiling_ratios(bench.results, bench.ceiling, systems))
+    if len(systems) > 1 and "pgqueue" in systems:
+        print()
+        print(report.peers_ratio_table(bench.results, systems))
+    if "pgqueue" in systems:
+        print()
+        print(report.targets_table(tgts))
+    if bench.memory:
+        m = bench.memory
+        print()
+        print(f"memory run: {m['jobs']:,} jobs in {m['seconds']:.0f} s ({m['jobs_per_s']:,.0f}/s); worker RSS "
+              f"first {m['rss_first_mib']:.1f} MiB, last {m['rss_last_mib']:.1f}, max {m['rss_max_mib']:.1f} "
+              f"({100 * m['growth']:+.1f} %)")  # fmt: skip
+    if bench.errors:
+        print()
+        print("errors:")
+        for e in bench.errors:
+            print(f"  - {e}")
+    path = out / f"{stamp}.json"
+    report.write_json(path, {
+        "started": started, "seconds": time.time() - started, "machine": machine(),
+        "postgres": pg_version, "options": {k: v if not isinstance(v, set) else sorted(v) for k, v in vars(args).items() if k != "dsn"},
+        "sizes": bench.sizes, "results": bench.results, "ceiling": bench.ceiling,
+        "targets": tgts, "memory": bench.memory, "errors": bench.errors,
+    })  # fmt: skip
+    print(f"\nwrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+    return 0

@@ -1,0 +1,143 @@
+"""pgqueue through its public API: ``Client``, ``Worker``, and the ``pgqueue worker`` CLI.
+
+Workers are named explicitly (``bench.*``): the enqueueing process and the worker
+process import this module under different names (``__main__`` vs its dotted path).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+import pgqueue
+
+from ._common import QUEUE, atimed, latency_run, record_start, timed
+
+NAME = "pgqueue"
+VENV = None  # the bench's own interpreter
+SCHEMA = "bench"
+INSTALLED_TABLE = f"{SCHEMA}.pgqueue_jobs"
+UNFINISHED_SQL = (
+    f"SELECT count(*) FROM {SCHEMA}.pgqueue_jobs "
+    "WHERE state IN ('available', 'executing', 'retryable')"
+)
+RESET_SQL = [f"TRUNCATE {SCHEMA}.pgqueue_jobs RESTART IDENTITY"]
+TABLE = f"{SCHEMA}.pgqueue_jobs"
+KINDS = ("async", "sync")
+SETUP_ALWAYS = True  # migrate is idempotent; the schema follows the code under test
+
+
+class NoopAsync(pgqueue.Worker):
+    name = "bench.noop_async"
+    queue = QUEUE
+
+    async def perform(self, job: pgqueue.Job) -> None:
+        return None
+
+
+class NoopSync(pgqueue.Worker):
+    name = "bench.noop_sync"
+    queue = QUEUE
+
+    def perform(self, job: pgqueue.Job) -> None:
+        return None
+
+
+class Record(pgqueue.Worker):
+    name = "bench.record"
+    queue = QUEUE
+
+    async def perform(self, job: pgqueue.Job) -> None:
+        record_start(job.args["i"])
+
+
+WORKERS = {"async": NoopAsync, "sync": NoopSync, "record": Record}
+
+
+def setup(dsn: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pgqueue", "migrate", "--dsn", dsn, "--schema", SCHEMA],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def worker_argv(python: str, dsn: str, concurrency: int, kind: str) -> list[str]:
+    """The real CLI: start-up (imports, pool, migration check) is part of the clock."""
+    return [
+        python, "-m", "pgqueue", "worker",
+        "--app", __name__ if __name__ != "__main__" else "tests.bench.peers.pgqueue_",
+        "--queues", f"{QUEUE}:{concurrency}",
+        "--dsn", dsn, "--schema", SCHEMA, "--log-level", "warning",
+    ]  # fmt: skip
+
+
+async def insert_single(dsn: str, n: int) -> dict[str, float]:
+    """W1 single, async API: ``n`` awaited ``enqueue_async`` calls, pool opened first."""
+    async with pgqueue.Client(dsn, schema=SCHEMA) as client:
+        await client.apool()
+        return {"seconds": await atimed(_enqueue_each(client, n))}
+
+
+async def _enqueue_each(client: pgqueue.Client, n: int) -> None:
+    for i in range(n):
+        await NoopAsync.enqueue_async({"i": i}, client=client)
+
+
+def insert_single_sync(dsn: str, n: int) -> dict[str, float]:
+    """W1 single, sync API (what a WSGI view calls)."""
+    with pgqueue.Client(dsn, schema=SCHEMA) as client:
+        client.pool()
+
+        def run() -> None:
+            for i in range(n):
+                NoopAsync.enqueue({"i": i}, client=client)
+
+        return {"seconds": timed(run)}
+
+
+def insert_bulk(dsn: str, n: int) -> dict[str, float]:
+    """W1 bulk: ``enqueue_many`` timed from a list of dicts (building the specs counts)."""
+    dicts = [{"i": i} for i in range(n)]
+    with pgqueue.Client(dsn, schema=SCHEMA) as client:
+        client.pool()
+        return {"seconds": timed(lambda: client.enqueue_many([NoopAsync.new(d) for d in dicts]))}
+
+
+def prefill(dsn: str, n: int, kind: str) -> None:
+    cls = WORKERS[kind]
+    with pgqueue.Client(dsn, schema=SCHEMA) as client:
+        for start in range(0, n, 100_000):
+            client.enqueue_many([cls.new({"i": i}) for i in range(start, min(n, start + 100_000))])
+
+
+def latency(dsn: str, n: int, interval: float, starts: str) -> dict[str, object]:
+    async def main() -> dict[str, object]:
+        async with pgqueue.Client(dsn, schema=SCHEMA) as client:
+            await client.apool()
+            return await latency_run(
+                lambda i: Record.enqueue_async({"i": i}, client=client), n, interval, starts
+            )
+
+    return asyncio.run(main())
+
+
+# W4: a million completed and a million future-scheduled rows, the way a busy table looks
+# a day in (same queue and worker, so only the indexes keep them out of the claim's way).
+BACKGROUND_SQL = [
+    f"INSERT INTO {SCHEMA}.pgqueue_jobs "
+    "(state, queue, worker, args, attempt, inserted_at, scheduled_at, attempted_at, completed_at) "
+    "SELECT 'completed', 'bench', 'bench.noop_async', jsonb_build_object('i', g), 1, "
+    "now() - interval '1 hour', now() - interval '1 hour', now() - interval '1 hour', "
+    "now() - interval '1 hour' FROM generate_series(1, {rows}) AS g",
+    f"INSERT INTO {SCHEMA}.pgqueue_jobs (state, queue, worker, args, scheduled_at) "
+    "SELECT 'scheduled', 'bench', 'bench.noop_async', jsonb_build_object('i', g), "
+    "now() + interval '1 day' FROM generate_series(1, {rows}) AS g",
+]
+# The memory run's prefill: available no-op jobs, straight from SQL.
+AVAILABLE_SQL = (
+    f"INSERT INTO {SCHEMA}.pgqueue_jobs (state, queue, worker, args) "
+    "SELECT 'available', 'bench', 'bench.noop_async', jsonb_build_object('i', g) "
+    "FROM generate_series({start}, {stop}) AS g"
+)

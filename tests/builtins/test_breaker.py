@@ -1,0 +1,187 @@
+"""The circuit breaker's state machine, with a fake clock: no servers, no sleeping."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import pgqueue
+from pgqueue.builtins import _breaker
+from pgqueue.builtins._breaker import ANSWERED, CLOSED, HALF_OPEN, OPEN, TRANSPORT, CircuitBreaker
+from pgqueue.builtins._config import BreakerSettings
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(threshold: int = 3, cooldown: float = 10.0, **kw) -> tuple[CircuitBreaker, Clock, list]:
+    clock = Clock()
+    changes: list[tuple[str, str]] = []
+    b = CircuitBreaker(
+        "dest",
+        threshold=threshold,
+        cooldown=cooldown,
+        clock=clock,
+        rng=lambda: 0.5,
+        on_change=lambda _b, old, new: changes.append((old, new)),
+        **kw,
+    )
+    return b, clock, changes
+
+
+def test_opens_after_threshold_failures_in_a_row() -> None:
+    b, _, changes = make(threshold=3)
+    for _ in range(2):
+        assert b.admit() is None
+        b.failed()
+    assert b.state == CLOSED
+    b.succeeded()  # a success in between resets the count
+    for _ in range(2):
+        b.failed()
+    assert b.state == CLOSED
+    b.failed()
+    assert b.state == OPEN and changes == [(CLOSED, OPEN)]
+
+
+def test_open_snoozes_until_the_cooldown_then_lets_one_probe_through() -> None:
+    b, clock, changes = make(threshold=1, cooldown=10)
+    b.failed()
+    wait = b.admit()
+    # The rest of the cooldown plus a spread of up to half a cooldown.
+    assert wait is not None and 10 <= wait <= 15
+    clock.now += 4
+    assert 6 <= b.admit() <= 11
+    clock.now += 6
+    assert b.admit() is None  # the probe
+    assert b.state == HALF_OPEN
+    assert b.admit() is not None  # everyone else waits for the probe
+    b.succeeded()
+    assert b.state == CLOSED and b.admit() is None
+    assert changes == [(CLOSED, OPEN), (OPEN, HALF_OPEN), (HALF_OPEN, CLOSED)]
+
+
+def test_a_failed_probe_opens_the_circuit_for_another_cooldown() -> None:
+    b, clock, changes = make(threshold=1, cooldown=10)
+    b.failed()
+    clock.now += 10
+    assert b.admit() is None
+    b.failed()
+    assert b.state == OPEN
+    clock.now += 9
+    assert b.admit() is not None
+    clock.now += 1
+    assert b.admit() is None and b.state == HALF_OPEN
+    assert changes == [(CLOSED, OPEN), (OPEN, HALF_OPEN), (HALF_OPEN, OPEN), (OPEN, HALF_OPEN)]
+
+
+def test_a_silent_probe_is_replaced_after_its_lease() -> None:
+    b, clock, _ = make(threshold=1, cooldown=10, probe_lease=60)
+    b.failed()
+    clock.now += 10
+    assert b.admit() is None  # the probe, which never reports
+    clock.now += 59
+    assert b.admit() is not None
+    clock.now += 1
+    assert b.admit() is None  # a new probe
+
+
+def test_guard_records_transport_answers_and_local_errors() -> None:
+    b, clock, _ = make(threshold=2, cooldown=10)
+
+    def classify(exc: Exception) -> str:
+        return {ConnectionError: TRANSPORT, PermissionError: ANSWERED}.get(type(exc), "other")
+
+    for error in (ConnectionError, PermissionError, ConnectionError, ValueError):
+        with pytest.raises(error), b.guard(classify):
+            raise error("x")
+    assert b.state == CLOSED and b.failures == 1  # the answer reset the count
+    with pytest.raises(ConnectionError), b.guard(classify):
+        raise ConnectionError("down")
+    assert b.state == OPEN
+    with pytest.raises(pgqueue.Snooze) as snoozed, b.guard(classify):
+        raise AssertionError("an open circuit runs nothing")
+    assert snoozed.value.seconds >= 10
+    clock.now += 10
+    with pytest.raises(ValueError), b.guard(classify):  # the probe fails locally...
+        raise ValueError("a bug, not the destination")
+    assert b.state == HALF_OPEN
+    with b.guard(classify):  # ...so the next job probes at once
+        pass
+    assert b.state == CLOSED
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["admit", "ok", "fail", "tick"]), st.floats(0, 20)),
+        max_size=60,
+    )
+)
+def test_invariants_hold_for_any_sequence(steps) -> None:
+    b, clock, changes = make(threshold=3, cooldown=10, probe_lease=30)
+    probes_in_flight = 0
+    for op, dt in steps:
+        before = b.state
+        if op == "tick":
+            clock.now += dt
+        elif op == "admit":
+            wait = b.admit()
+            if before == CLOSED:
+                assert wait is None
+            if wait is not None:
+                assert wait > 0 and b.state in (OPEN, HALF_OPEN)
+            elif before != CLOSED:
+                probes_in_flight += 1
+                assert b.state == HALF_OPEN
+        elif op == "ok":
+            b.succeeded()
+            assert b.state == CLOSED and b.failures == 0
+            probes_in_flight = 0
+        else:
+            b.failed()
+            if before == HALF_OPEN:
+                assert b.state == OPEN
+        assert b.state in (CLOSED, OPEN, HALF_OPEN)
+        if b.state == CLOSED:
+            probes_in_flight = 0
+            assert b.failures < 3
+    # Every change is reported once and really is a change.
+    assert all(old != new for old, new in changes)
+    for (_, new), (old, _) in itertools.pairwise(changes):
+        assert new == old
+
+
+def test_breaker_for_logs_and_emits_each_change(caplog) -> None:
+    seen: list[dict] = []
+    unsubscribe = pgqueue.subscribe("breaker_change", lambda **kw: seen.append(kw))
+    try:
+        caplog.set_level(logging.INFO, logger="pgqueue.builtins.breaker")
+        b = _breaker.breaker_for("s3:http://x/bucket", BreakerSettings(threshold=2, cooldown=1))
+        assert _breaker.breaker_for("s3:http://x/bucket") is b
+        b.failed()
+        b.failed()
+        b.succeeded()
+    finally:
+        unsubscribe()
+    assert seen == [
+        {"name": "s3:http://x/bucket", "state": "open", "failures": 2},
+        {"name": "s3:http://x/bucket", "state": "closed", "failures": 0},
+    ]
+    text = caplog.text
+    assert "s3:http://x/bucket: closed -> open after 2 transport failure(s)" in text
+    assert "s3:http://x/bucket: open -> closed" in text
+
+
+def test_breaker_for_applies_changed_settings() -> None:
+    b = _breaker.breaker_for("amqp://u@h/", BreakerSettings(threshold=5, cooldown=30))
+    _breaker.breaker_for("amqp://u@h/", BreakerSettings(threshold=2, cooldown=3))
+    assert (b.threshold, b.cooldown) == (2, 3)
