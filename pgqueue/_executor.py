@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from . import _events, _registry
@@ -20,6 +19,7 @@ from ._backoff import backoff_seconds
 from ._errors import JobTimeout, UnknownWorker
 from ._job import Job
 from ._outcomes import Failure, Success, Transition, decide
+from ._threads import JobThreads
 from ._worker import Worker
 
 log = logging.getLogger("pgqueue.executor")
@@ -31,7 +31,7 @@ WATCH_TICK = 0.05
 class Executor:
     """Performs jobs for one node; sync jobs share its thread pool."""
 
-    def __init__(self, node: str, threads: ThreadPoolExecutor) -> None:
+    def __init__(self, node: str, threads: JobThreads) -> None:
         self.node = node
         self.threads = threads
         self._instances: dict[type[Worker], Worker] = {}
@@ -91,9 +91,7 @@ class Executor:
                 return Success(await worker.perform(job))  # type: ignore[misc]
             # A thread cannot be interrupted: on timeout or cancellation the job is asked
             # to stop (job.cancel_requested) and whatever it returns is ignored.
-            future = asyncio.get_running_loop().run_in_executor(self.threads, worker.perform, job)
-            future.add_done_callback(_consume)
-            return Success(await future)
+            return Success(await self.threads.submit(worker.perform, job))
         except asyncio.CancelledError:
             job.request_cancel()
             if job.timed_out and task is not None:
@@ -126,12 +124,6 @@ class Executor:
                 if job.deadline is not None and now >= job.deadline and not job.timed_out:
                     job.timed_out = True
                     task.cancel()
-
-
-def _consume(future: asyncio.Future[object]) -> None:
-    # A thread abandoned on timeout or shutdown finishes later; nobody awaits its result.
-    if not future.cancelled():
-        future.exception()
 
 
 def _safe_backoff(worker: Worker | None):

@@ -19,7 +19,6 @@ import socket
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -39,6 +38,7 @@ from ._notifier import Notifier
 from ._producer import Producer
 from ._service import TRANSIENT, _first_line, reconnect_delay
 from ._stager import Stager
+from ._threads import JobThreads
 
 log = logging.getLogger("pgqueue.node")
 
@@ -111,7 +111,7 @@ class Node:
         self.cron_entries = [*_cron.registered(), *cron]
         self.producers: dict[str, Producer] = {}
         self._pool: AsyncConnectionPool | None = None
-        self._threads: ThreadPoolExecutor | None = None
+        self._threads: JobThreads | None = None
         self._stop_requested = asyncio.Event()
         self._hurry = asyncio.Event()
         self._stopped = False
@@ -169,9 +169,7 @@ class Node:
         await coordination.register_node(self.id, self.queues, self.heartbeat_expiry)
         total = sum(self.queues.values())
         # Twice the slots: a timed-out or cancelled sync job keeps its thread until it returns.
-        self._threads = ThreadPoolExecutor(
-            max_workers=2 * total + 2, thread_name_prefix="pgqueue-job"
-        )
+        self._threads = JobThreads(2 * total + 2)
         executor = Executor(self.id, self._threads)
         self.acker = Acker(engine, on_db_error=self._db_error)
         for queue, limit in self.queues.items():
@@ -298,7 +296,7 @@ class Node:
         if self._pool_check is not None:
             self._pool_check.cancel()
         if self._threads is not None:
-            self._threads.shutdown(wait=False, cancel_futures=True)
+            self._threads.shutdown()
         await self._pool.close()
         log.info("node %s stopped", self.id)
         _events.emit("node_stop", node=self.id)

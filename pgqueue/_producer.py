@@ -1,12 +1,13 @@
 """One queue of one node: claims jobs into free slots and runs them.
 
-The loop claims with one statement sized to the free slots, on a connection of its own,
-carrying the outcomes the acker holds (one round trip and one commit acknowledge the
-last jobs and claim the next), starts a task per job, and then sleeps until something
-can change the answer: a notification for its queue, a
-slot freeing up after a full claim, or the poll interval (the fallback that makes a
-lost notification cost latency, never a job). Results go to the acker; the slot frees
-as soon as the job returns, while its acknowledgement is written in the next batch.
+A claim is one statement sized to the free slots, on a connection of its own, that also
+carries the outcomes the acker holds (one round trip and one commit acknowledge the last
+jobs and claim the next). A producer with enough slots claims in two lanes, each with
+its connection and at most half the slots, so one claim travels while the jobs of the
+other run and PostgreSQL works on both at once. A lane then sleeps until something can
+change the answer: a notification for its queue, a slot freeing up after a full claim,
+or the poll interval (the fallback that makes a lost notification cost latency, never a
+job). The slot frees as soon as a job returns; its outcome rides the next claim.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from typing import Any
 
@@ -26,6 +28,25 @@ from ._job import Job
 from ._service import TRANSIENT, Service, _first_line, jittered, reconnect_delay
 
 log = logging.getLogger("pgqueue.producer")
+
+
+# A producer with at least this many slots claims in two lanes.
+TWO_LANES_FROM = 20
+# When slots free one by one (sync jobs finishing on threads), a lane waits this long
+# for more to free before claiming, instead of claiming one job at a time.
+COALESCE = 0.001
+
+
+class _Lane:
+    """One claim loop of a producer: its connection, its wake-up, its last claim."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.conn: psycopg.AsyncConnection[Any] | None = None
+        self.wakeup = asyncio.Event()
+        self.claiming_since: float | None = None
+        self.last_full = False
+        self.waiting_for_slot = False
 
 
 class Producer(Service):
@@ -44,6 +65,7 @@ class Producer(Service):
         poll_interval: float,
         on_db_error: object = None,
         application_name: str = "pgqueue",
+        lanes: int | None = None,
     ) -> None:
         super().__init__()
         if limit < 1:
@@ -59,16 +81,23 @@ class Producer(Service):
         self.poll_interval = poll_interval
         self.paused = False
         self.running_jobs: dict[int, tuple[Job, asyncio.Task[None]]] = {}
-        self._last_full = False
-        self._waiting_for_slot = False
-        self._conn: psycopg.AsyncConnection[Any] | None = None
-        self._claiming_since: float | None = None
         self.application_name = application_name
         self._on_db_error = on_db_error
+        count = lanes if lanes is not None else (2 if limit >= TWO_LANES_FROM else 1)
+        self._lanes = [_Lane(i) for i in range(count)]
+        self._reserved = 0  # slots promised to claims in flight
+
+    # ---- signals ----------------------------------------------------------------------
+
+    def wake(self) -> None:
+        super().wake()
+        for lane in self._lanes:
+            lane.wakeup.set()
 
     def notify(self) -> None:
-        """Jobs may be available (a notification, a poll, a resume)."""
-        self.wake()
+        """Jobs may be available (a notification, a poll, a resume): the first lane looks;
+        a full claim there brings in the others."""
+        self._lanes[0].wakeup.set()
 
     def control(self, *, paused: bool, limit: int | None) -> None:
         """Apply a queue control (persisted in the database, shared by every node)."""
@@ -93,45 +122,31 @@ class Producer(Service):
 
     @property
     def claiming_since(self) -> float | None:
-        """Monotonic time the claim in flight started, None when there is none."""
-        return self._claiming_since
+        """Monotonic time the oldest claim in flight started, None when there is none."""
+        times = [lane.claiming_since for lane in self._lanes if lane.claiming_since is not None]
+        return min(times) if times else None
 
-    async def _claim(self, free: int) -> list[Job]:
-        if self._conn is None or self._conn.closed:
-            self._conn = await self.engine.connect(self.application_name)
-        acks = self.acker.take(self.max_acks)
-        self._claiming_since = time.monotonic()
-        try:
-            jobs = await self.engine.fetch_jobs(self.queue, free, self.node, acks, self._conn)
-        except BaseException:
-            # The statement may or may not have committed: the connection goes, so no
-            # reply can come later; the acks are written again (the guard makes that
-            # harmless) and any claim that did commit is an orphan the heartbeat returns.
-            self.acker.settle(acks, written=False)
-            await self._close()
-            raise
-        finally:
-            self._claiming_since = None
-        self.acker.settle(acks, written=True)
-        return jobs
-
-    async def _close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.close(), 2)
-
-    async def stop(self, timeout: float = 5.0) -> None:
-        await super().stop(timeout)
-        await self._close()
+    # ---- the claim loops --------------------------------------------------------------
 
     async def run(self) -> None:
+        await asyncio.gather(*(self._run_lane(lane) for lane in self._lanes))
+
+    async def _run_lane(self, lane: _Lane) -> None:
         failures = 0
         while not self._stopping:
-            free = self.limit - len(self.running_jobs)
-            if free > 0 and not self.paused:
+            cap = math.ceil(self.limit / len(self._lanes))
+            free = self.limit - len(self.running_jobs) - self._reserved
+            want = min(free, cap)
+            if want > 0 and not self.paused:
+                if want < cap and self.running_jobs:
+                    await asyncio.sleep(COALESCE)
+                    free = self.limit - len(self.running_jobs) - self._reserved
+                    want = min(free, cap)
+                    if want <= 0:
+                        continue
+                self._reserved += want
                 try:
-                    jobs = await self._claim(free)
+                    jobs = await self._claim(lane, want)
                 except TRANSIENT as exc:
                     failures += 1
                     if failures == 1:
@@ -142,19 +157,65 @@ class Producer(Service):
                         )
                         if callable(self._on_db_error):
                             self._on_db_error()
-                    await self.sleep(reconnect_delay(failures))
+                    await self._sleep(lane, reconnect_delay(failures))
                     continue
+                finally:
+                    self._reserved -= want
                 if failures:
                     log.info("queue %s: claiming again", self.queue)
                     failures = 0
                 for job in jobs:
                     self._launch(job)
-                self._last_full = len(jobs) == free
-                if self._last_full:
+                lane.last_full = len(jobs) == want
+                if lane.last_full:
+                    # The queue had more: the other lanes may take some too.
+                    for other in self._lanes:
+                        if other is not lane:
+                            other.wakeup.set()
                     continue
-            # Idle or full: wait for a notification, a freed slot, or the poll.
-            self._waiting_for_slot = free <= 0
-            await self.sleep(None if self._waiting_for_slot else jittered(self.poll_interval))
+            # Idle or full: wait for a notification, a freed slot, or (first lane) the poll.
+            lane.waiting_for_slot = free <= 0
+            idle = None if lane.waiting_for_slot or lane.index else jittered(self.poll_interval)
+            await self._sleep(lane, idle)
+
+    async def _sleep(self, lane: _Lane, seconds: float | None) -> None:
+        if not lane.wakeup.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await lane.wakeup.wait()
+        lane.wakeup.clear()
+
+    async def _claim(self, lane: _Lane, limit: int) -> list[Job]:
+        if lane.conn is None or lane.conn.closed:
+            lane.conn = await self.engine.connect(self.application_name)
+        acks = self.acker.take(self.max_acks)
+        lane.claiming_since = time.monotonic()
+        try:
+            jobs = await self.engine.fetch_jobs(self.queue, limit, self.node, acks, lane.conn)
+        except BaseException:
+            # The statement may or may not have committed: the connection goes, so no
+            # reply can come later; the acks are written again (the guard makes that
+            # harmless) and any claim that did commit is an orphan the heartbeat returns.
+            self.acker.settle(acks, written=False)
+            await self._close(lane)
+            raise
+        finally:
+            lane.claiming_since = None
+        self.acker.settle(acks, written=True)
+        return jobs
+
+    async def _close(self, lane: _Lane) -> None:
+        conn, lane.conn = lane.conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 2)
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        await super().stop(timeout)
+        for lane in self._lanes:
+            await self._close(lane)
+
+    # ---- jobs -------------------------------------------------------------------------
 
     def _launch(self, job: Job) -> None:
         task = asyncio.create_task(self._execute(job), name=f"pgqueue-job-{job.id}")
@@ -166,5 +227,6 @@ class Producer(Service):
             self.acker.push(transition)
         finally:
             self.running_jobs.pop(job.id, None)
-            if self._last_full or self._waiting_for_slot:
-                self.wake()  # the queue had more than we could take: claim again
+            for lane in self._lanes:
+                if lane.last_full or lane.waiting_for_slot:
+                    lane.wakeup.set()  # the queue had more than we could take: claim again

@@ -83,6 +83,14 @@ class Worker:
         unique: Unique | None = _MISSING,
     ) -> JobSpec:
         """An insert request with this worker's defaults; give it to ``enqueue_many``."""
+        if (
+            queue is None and priority is None and max_attempts is None and not tags
+            and meta is None and scheduled_at is None and schedule_in is None
+            and unique is _MISSING
+        ):  # fmt: skip
+            return JobSpec.with_defaults(
+                cls.name, args, cls.queue, cls.priority, cls.max_attempts, cls.unique
+            )
         return JobSpec.build(
             cls.name,
             args,

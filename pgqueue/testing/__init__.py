@@ -14,13 +14,13 @@ import asyncio
 import json
 from collections import Counter
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .. import _admin, _engine
 from .._client import Client
 from .._executor import Executor
 from .._job import Job
+from .._threads import JobThreads
 from .._worker import Worker
 
 
@@ -91,7 +91,8 @@ async def drain_queue_async(
     pool = await client.apool()
     engine = _engine.Engine(pool, client.schema)
     counts: Counter[str] = Counter()
-    with ThreadPoolExecutor(max_workers=4) as threads:
+    threads = JobThreads(4)
+    try:
         executor = Executor("pgqueue.testing", threads)
         while True:
             if with_scheduled:
@@ -104,6 +105,8 @@ async def drain_queue_async(
                 transition = await executor.run(job)
                 await engine.ack_jobs([transition])
                 counts["snoozed" if transition.state == "scheduled" else transition.state] += 1
+    finally:
+        threads.shutdown()
 
 
 def drain_queue(

@@ -25,7 +25,7 @@ UNFINISHED_SQL = (
 RESET_SQL = [f"TRUNCATE {SCHEMA}.pgqueue_jobs RESTART IDENTITY"]
 TABLE = f"{SCHEMA}.pgqueue_jobs"
 KINDS = ("async", "sync")
-SETUP_ALWAYS = True  # migrate is idempotent; the schema follows the code under test
+SETUP_ALWAYS = True  # the schema is rebuilt from the code under test
 
 
 class NoopAsync(pgqueue.Worker):
@@ -56,6 +56,12 @@ WORKERS = {"async": NoopAsync, "sync": NoopSync, "record": Record}
 
 
 def setup(dsn: str) -> None:
+    # The bench schema is disposable: rebuilt from the migrations of the code under test.
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCHEMA)))
     subprocess.run(
         [sys.executable, "-m", "pgqueue", "migrate", "--dsn", dsn, "--schema", SCHEMA],
         check=True,
