@@ -125,7 +125,7 @@ def import_app(name: str) -> None:
 @click.option(
     "--heartbeat-interval",
     type=click.FloatRange(min=0.05),
-    default=2.0,
+    default=5.0,
     show_default=True,
     help="Seconds between this node's heartbeats.",
 )

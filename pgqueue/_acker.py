@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 
 import psycopg
 
 from ._engine import Engine
-from ._outcomes import Transition
+from ._outcomes import Transition, refused_error
 from ._service import TRANSIENT, Service, _first_line, reconnect_delay
 
 log = logging.getLogger("pgqueue.acker")
@@ -72,7 +73,8 @@ class Acker(Service):
         self._lent -= len(batch)
         self._lent_ids.difference_update(t.id for t in batch)
         if not written:
-            self._buffer[:0] = batch
+            # At the end: the acker may be writing the front of the buffer right now.
+            self._buffer.extend(batch)
             self.wake()
         elif not self._buffer and not self._lent:
             self._idle.set()
@@ -140,12 +142,20 @@ class Acker(Service):
         except TRANSIENT:
             raise
         except psycopg.Error as exc:
-            if len(batch) == 1:
-                t = batch[0]
-                log.error(
-                    "dropping outcome %s of job %s attempt %s: %s", t.state, t.id, t.attempt, exc
-                )
+            if len(batch) > 1:
+                mid = len(batch) // 2
+                await self._write(batch[:mid])
+                await self._write(batch[mid:])
                 return
-            mid = len(batch) // 2
-            await self._write(batch[:mid])
-            await self._write(batch[mid:])
+            # The database refused this one outcome (its error text or meta): write the
+            # same state with a plain error instead, so the job does not stay executing.
+            t = batch[0]
+            log.error("outcome %s of job %s was refused (%s); writing it without its details",
+                      t.state, t.id, _first_line(exc))  # fmt: skip
+            plain = replace(t, meta=None, error=None if t.error is None else refused_error(t, exc))
+            try:
+                await self.engine.ack_jobs([plain])
+            except TRANSIENT:
+                raise
+            except psycopg.Error as again:
+                log.error("dropping outcome %s of job %s: %s", t.state, t.id, _first_line(again))

@@ -27,30 +27,6 @@ def count_jobs(conn: psycopg.Connection[Any], schema: str) -> dict[str, dict[str
     return out
 
 
-def list_jobs(
-    conn: psycopg.Connection[Any],
-    schema: str,
-    *,
-    state: str | None = None,
-    queue: str | None = None,
-    worker: str | None = None,
-    tag: str | None = None,
-    args: Mapping[str, Any] | None = None,
-    limit: int = 50,
-) -> list[Job]:
-    params = {
-        "state": state,
-        "queue": queue,
-        "worker": worker,
-        "tag": tag,
-        "args": None if args is None else json.dumps(dict(args)),
-        "limit": limit,
-    }
-    with conn.cursor(row_factory=job_row) as cur:
-        cur.execute(queries(schema).list_jobs, params)
-        return cur.fetchall()
-
-
 def get_job(conn: psycopg.Connection[Any], schema: str, job_id: int) -> Job | None:
     with conn.cursor(row_factory=job_row) as cur:
         cur.execute(queries(schema).get_job, {"id": job_id})

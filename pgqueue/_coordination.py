@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from ._cron import Cron
@@ -132,6 +133,7 @@ class Coordination:
         rows = await self._rows(
             self.q.insert_cron_job,
             {
+                "table": sql.Identifier(self.schema).as_string() + ".pgqueue_jobs",
                 "name": entry.name,
                 "slot": slot,
                 "queue": entry.queue,

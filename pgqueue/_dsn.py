@@ -65,6 +65,24 @@ def _password_of(dsn: str) -> str | None:
         return m.group(2) if m else None
 
 
+def connection_options(application_name: str = "pgqueue") -> dict[str, object]:
+    """libpq settings for every connection a worker node opens.
+
+    TCP keepalives and a user timeout make a connection whose peer vanished (a failover,
+    a dropped NAT entry) fail within about half a minute instead of hanging for hours.
+    """
+    return {
+        "autocommit": True,
+        "connect_timeout": 10,
+        "application_name": application_name[:63],
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 30_000,
+    }
+
+
 def unavailable(exc: BaseException, dsn: str) -> DatabaseUnavailable:
     """A one-line, password-free error for a failed connection to ``dsn``."""
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -217,7 +217,8 @@ def _unresolved(specs: Sequence[JobSpec], todo: list[int]) -> RuntimeError:
 
 def _ack_params(transitions: Sequence[Transition]) -> dict[str, Any]:
     ids, attempts, states, delays, errors, metas, extra = [], [], [], [], [], [], []
-    for t in transitions:
+    # In id order, like every other statement that locks several jobs: no deadlocks.
+    for t in sorted(transitions, key=lambda t: t.id):
         ids.append(t.id)
         attempts.append(t.attempt)
         states.append(t.state)
@@ -256,12 +257,10 @@ class Engine:
         return [r[0] for r in await cur.fetchall()]
 
     async def connect(self, application_name: str = "pgqueue") -> psycopg.AsyncConnection[Any]:
-        """A connection of its own, for a loop that should not queue for the pool."""
+        """A connection of its own, for a loop that should not queue for the pool
+        (with the pool's settings: keepalives, prepared statements or not)."""
         return await psycopg.AsyncConnection.connect(
-            self.pool.conninfo,
-            autocommit=True,
-            connect_timeout=10,
-            application_name=application_name,
+            self.pool.conninfo, **{**self.pool.kwargs, "application_name": application_name}
         )
 
     async def fetch_jobs(
@@ -302,6 +301,18 @@ class Engine:
         params = {"ids": [j.id for j in jobs], "attempts": [j.attempt for j in jobs]}
         async with self.pool.connection() as conn:
             cur = await conn.execute(self.q.handback_jobs, params)
+            queues = sorted({queue for _, queue in await cur.fetchall()})
+            if queues:
+                await conn.execute(
+                    self.q.notify_queues, {"channel": self.channel, "queues": queues}
+                )
+            return queues
+
+    async def release_orphans(self, jobs: Sequence[Job], node: str) -> list[str]:
+        """Return jobs claimed in ``node``'s name whose claim reply never arrived."""
+        params = {"ids": [j.id for j in jobs], "attempts": [j.attempt for j in jobs], "node": node}
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(self.q.release_orphans, params)
             queues = sorted({queue for _, queue in await cur.fetchall()})
             if queues:
                 await conn.execute(

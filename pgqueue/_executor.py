@@ -58,7 +58,11 @@ class Executor:
                 outcome = Failure.capture(exc)
             else:
                 outcome = await self._perform(worker, cls, job)
-        transition = decide(job, outcome, now=datetime.now(UTC), backoff=_safe_backoff(worker))
+        try:
+            transition = decide(job, outcome, now=datetime.now(UTC), backoff=_safe_backoff(worker))
+        except Exception as exc:  # a result or exception that cannot even be described
+            outcome = Failure.capture(exc)
+            transition = decide(job, outcome, now=datetime.now(UTC), backoff=_safe_backoff(None))
         duration = time.perf_counter() - started
         if isinstance(outcome, Failure) and transition.error is not None:
             _events.emit(

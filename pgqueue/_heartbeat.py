@@ -34,7 +34,7 @@ class Heartbeat(IntervalService):
         queues: Callable[[], Mapping[str, int]],
         running_jobs: Callable[[], Sequence[Job]],
         pending: Callable[[], set[int]],
-        claim_in_flight: Callable[[], bool],
+        oldest_claim: Callable[[], float | None],
         on_controls: Callable[[dict[str, QueueControl]], None],
         on_lost: Callable[[set[int]], None],
         on_orphans: Callable[[dict[int, int]], Awaitable[None]],
@@ -51,7 +51,8 @@ class Heartbeat(IntervalService):
         self.queues = queues
         self.running_jobs = running_jobs
         self.pending = pending
-        self.claim_in_flight = claim_in_flight
+        self.oldest_claim = oldest_claim
+        self._checked_at: float | None = None
         self.on_controls = on_controls
         self.on_lost = on_lost
         self.on_orphans = on_orphans
@@ -90,10 +91,13 @@ class Heartbeat(IntervalService):
         if lost:
             self.on_lost(lost)
         # A claim whose reply died with its connection left jobs executing in our name
-        # that we do not run. One seen at two checks in a row (a claim in flight now is
-        # done long before the next) is handed back.
-        if self.claim_in_flight():
-            # A claim still waiting for its reply may be the one that made them.
+        # that we do not run. A job seen so at two checks in a row is one, unless a claim
+        # that began before the first of them is still waiting for its reply: that claim
+        # may be the one that made it.
+        checked_at, previous = time.monotonic(), self._checked_at
+        self._checked_at = checked_at
+        oldest = self.oldest_claim()
+        if oldest is not None and (previous is None or oldest <= previous):
             self._suspects = {}
             return
         known = {j.id for j in running} | self.pending()

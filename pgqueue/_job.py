@@ -58,7 +58,7 @@ class Job:
 
     def update_meta(self, values: Mapping[str, Any]) -> None:
         """Merge ``values`` into the job's meta when this attempt is acknowledged."""
-        json.dumps(values)  # fail in perform, where the traceback makes sense
+        _json(values, "meta values")  # fail in perform, where the traceback makes sense
         if self.meta_updates is None:
             self.meta_updates = {}
         self.meta_updates.update(values)

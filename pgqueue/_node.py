@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import socket
-import time
 import uuid
 from collections.abc import Iterable, Mapping
 
@@ -26,7 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 from . import _cron, _events
 from ._acker import Acker
 from ._coordination import Coordination, QueueControl, control_channel
-from ._dsn import resolve_dsn, unavailable
+from ._dsn import connection_options, resolve_dsn, unavailable
 from ._engine import Engine
 from ._errors import ConfigError
 from ._executor import Executor
@@ -57,7 +56,7 @@ class Node:
     """Runs the jobs of ``queues`` (name → concurrency) until stopped.
 
     Timing options, in seconds: ``poll_interval`` (1) between polls when no notification
-    comes; ``shutdown_grace`` (15) for running jobs at stop; ``heartbeat_interval`` (2)
+    comes; ``shutdown_grace`` (15) for running jobs at stop; ``heartbeat_interval`` (5)
     and ``heartbeat_expiry`` (30): a node silent for longer is dead and its jobs are
     rescued; ``lease_ttl`` (15) of the leadership; ``rescue_interval`` (5) and
     ``prune_interval`` (60) of the leader's duties. ``prune_ages`` maps a final state to
@@ -74,7 +73,7 @@ class Node:
         poll_interval: float = 1.0,
         shutdown_grace: float = 15.0,
         listen: bool = True,
-        heartbeat_interval: float = 2.0,
+        heartbeat_interval: float = 5.0,
         heartbeat_expiry: float = 30.0,
         lease_ttl: float = 15.0,
         rescue_interval: float = 5.0,
@@ -129,6 +128,11 @@ class Node:
         self.scheduler: Scheduler | None = None
         self.handed_back: list[Job] = []
 
+    def _statement_options(self) -> dict[str, object]:
+        # Behind PgBouncer in transaction mode (the reason to run without LISTEN), a
+        # server-side prepared statement may land on another server connection.
+        return {} if self.listen else {"prepare_threshold": None}
+
     @property
     def application_name(self) -> str:
         return f"pgqueue:{self.id}"[:63]
@@ -140,10 +144,7 @@ class Node:
             return
         try:
             probe = await psycopg.AsyncConnection.connect(
-                self.dsn,
-                autocommit=True,
-                connect_timeout=10,
-                application_name=self.application_name,
+                self.dsn, **connection_options(self.application_name)
             )
         except psycopg.Error as exc:
             raise unavailable(exc, self.dsn) from None
@@ -152,7 +153,7 @@ class Node:
             min_size=min(len(self.queues) + 2, 8),
             max_size=len(self.queues) + 6,
             open=False,
-            kwargs={"autocommit": True, "application_name": self.application_name},
+            kwargs={**connection_options(self.application_name), **self._statement_options()},
             timeout=5.0,
             name=f"pgqueue-{self.id}",
         )
@@ -193,7 +194,7 @@ class Node:
             queues=self._queue_limits,
             running_jobs=self._running_jobs,
             pending=self.acker.pending_ids,
-            claim_in_flight=self._claim_in_flight,
+            oldest_claim=self._oldest_claim,
             on_controls=self._apply_controls,
             on_lost=self._drop_lost,
             on_orphans=self._hand_back_orphans,
@@ -339,7 +340,7 @@ class Node:
     async def _hand_back_orphans(self, orphans: dict[int, int]) -> None:
         assert self.engine is not None
         jobs = [Job(id=i, worker="", attempt=a) for i, a in orphans.items()]
-        queues = await self.engine.handback_jobs(jobs)
+        queues = await self.engine.release_orphans(jobs, self.id)
         log.warning(
             "handed back %d job(s) claimed in this node's name whose claim reply was lost: %s",
             len(jobs),
@@ -353,13 +354,10 @@ class Node:
     def _queue_limits(self) -> dict[str, int]:
         return {q: p.limit for q, p in self.producers.items()}
 
-    def _claim_in_flight(self) -> bool:
-        """A claim that has been waiting for its reply longer than a heartbeat interval."""
-        now = time.monotonic()
-        return any(
-            p.claiming_since is not None and now - p.claiming_since > self.heartbeat_interval
-            for p in self.producers.values()
-        )
+    def _oldest_claim(self) -> float | None:
+        """When the oldest claim still waiting for its reply began (monotonic), if any."""
+        times = [p.claiming_since for p in self.producers.values() if p.claiming_since is not None]
+        return min(times) if times else None
 
     def _running_jobs(self) -> list[Job]:
         return [job for p in self.producers.values() for job, _ in p.running_jobs.values()]
@@ -368,6 +366,9 @@ class Node:
         for queue, producer in self.producers.items():
             control = controls.get(queue, QueueControl())
             producer.control(paused=control.paused, limit=control.concurrency)
+        if self._threads is not None:
+            # Scaled up past the configured concurrency: sync jobs need threads to match.
+            self._threads.size = max(self._threads.size, 2 * sum(self._queue_limits().values()) + 2)
 
     def _drop_lost(self, ids: set[int]) -> None:
         for producer in self.producers.values():

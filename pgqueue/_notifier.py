@@ -16,7 +16,7 @@ from collections.abc import Callable
 import psycopg
 from psycopg import sql
 
-from ._dsn import scrub
+from ._dsn import connection_options, scrub
 from ._service import TRANSIENT, Service, _first_line, reconnect_delay
 
 log = logging.getLogger("pgqueue.notifier")
@@ -50,7 +50,7 @@ class Notifier(Service):
         while not self._stopping:
             try:
                 conn = await psycopg.AsyncConnection.connect(
-                    self.dsn, autocommit=True, connect_timeout=10
+                    self.dsn, **connection_options(self.application_name)
                 )
             except TRANSIENT as exc:
                 failures += 1
@@ -59,7 +59,7 @@ class Notifier(Service):
                         "cannot LISTEN (%s); polling until it is back",
                         scrub(_first_line(exc), self.dsn),
                     )
-                await self.sleep(reconnect_delay(failures))
+                await self.pause(reconnect_delay(failures))
                 continue
             try:
                 for channel in self.channels:
@@ -71,15 +71,19 @@ class Notifier(Service):
                 self.on_connect()
                 while not self._stopping:
                     async for note in conn.notifies(timeout=HEALTH_INTERVAL):
-                        self.on_notify(note.channel, note.payload)
-                    await conn.execute("SELECT 1")
-            except TRANSIENT as exc:
+                        try:
+                            self.on_notify(note.channel, note.payload)
+                        except Exception:
+                            log.exception("ignoring a notification that could not be handled")
+                    async with asyncio.timeout(HEALTH_INTERVAL):
+                        await conn.execute("SELECT 1")
+            except (*TRANSIENT, TimeoutError) as exc:
                 failures += 1
                 log.warning(
                     "lost the LISTEN connection (%s); reconnecting",
                     scrub(_first_line(exc), self.dsn),
                 )
-                await self.sleep(reconnect_delay(failures))
+                await self.pause(reconnect_delay(failures))
             finally:
                 self.connected.clear()
                 await _close(conn)

@@ -83,14 +83,39 @@ class Transition:
     extra_attempts: int = 0  # added to max_attempts (a snooze keeps its budget)
 
 
+def _text(value: str, limit: int, *, keep_end: bool = False) -> str:
+    """``value`` cut to ``limit`` characters, without NUL (text and jsonb cannot hold it)."""
+    value = value.replace("\x00", "\\0")
+    return value[-limit:] if keep_end else value[:limit]
+
+
+def _describe(err: BaseException) -> str:
+    try:
+        return str(err)
+    except Exception:  # an exception whose __str__ itself fails
+        return f"<{type(err).__qualname__}: its message could not be rendered>"
+
+
 def error_entry(job: Job, failure: Failure, at: datetime) -> dict[str, Any]:
     err = failure.error
     return {
         "attempt": job.attempt,
         "at": at.isoformat(),
         "error": type(err).__qualname__,
-        "message": str(err)[:MAX_MESSAGE_CHARS],
-        "traceback": failure.traceback,
+        "message": _text(_describe(err), MAX_MESSAGE_CHARS),
+        "traceback": _text(failure.traceback, MAX_TRACEBACK_CHARS, keep_end=True),
+    }
+
+
+def refused_error(t: Transition, reason: BaseException) -> dict[str, Any]:
+    """The error entry written when the database refused a transition's own."""
+    assert t.error is not None
+    return {
+        "attempt": t.attempt,
+        "at": t.error.get("at"),
+        "error": str(t.error.get("error", "Error"))[:200],
+        "message": f"the error of this attempt could not be stored ({type(reason).__name__})",
+        "traceback": "",
     }
 
 

@@ -140,6 +140,8 @@ class Producer(Service):
             if want > 0 and not self.paused:
                 if want < cap and self.running_jobs:
                     await asyncio.sleep(COALESCE)
+                    if self._stopping or self.paused:
+                        continue
                     free = self.limit - len(self.running_jobs) - self._reserved
                     want = min(free, cap)
                     if want <= 0:
@@ -147,9 +149,13 @@ class Producer(Service):
                 self._reserved += want
                 try:
                     jobs = await self._claim(lane, want)
-                except TRANSIENT as exc:
+                except Exception as exc:
                     failures += 1
-                    if failures == 1:
+                    if not isinstance(exc, TRANSIENT):
+                        # Not the network: a statement the database refused. Never let
+                        # it end the lane; the acker isolates a bad outcome it carried.
+                        log.exception("queue %s: a claim failed", self.queue)
+                    elif failures == 1:
                         log.warning(
                             "queue %s: cannot claim jobs (%s); retrying",
                             self.queue,
@@ -157,7 +163,7 @@ class Producer(Service):
                         )
                         if callable(self._on_db_error):
                             self._on_db_error()
-                    await self._sleep(lane, reconnect_delay(failures))
+                    await self.pause(reconnect_delay(failures))
                     continue
                 finally:
                     self._reserved -= want
@@ -167,15 +173,17 @@ class Producer(Service):
                 for job in jobs:
                     self._launch(job)
                 lane.last_full = len(jobs) == want
+                # A full claim means the queue had more; a short one hands back slots
+                # another lane may have been waiting for. Either way, let them look.
+                for other in self._lanes:
+                    if other is not lane and (lane.last_full or other.waiting_for_slot):
+                        other.wakeup.set()
                 if lane.last_full:
-                    # The queue had more: the other lanes may take some too.
-                    for other in self._lanes:
-                        if other is not lane:
-                            other.wakeup.set()
                     continue
-            # Idle or full: wait for a notification, a freed slot, or (first lane) the poll.
+            # Idle or full: wait for a notification, a freed slot, or the poll. The first
+            # lane always polls: whatever the other lanes hold, the queue is looked at.
             lane.waiting_for_slot = free <= 0
-            idle = None if lane.waiting_for_slot or lane.index else jittered(self.poll_interval)
+            idle = None if lane.index and lane.waiting_for_slot else jittered(self.poll_interval)
             await self._sleep(lane, idle)
 
     async def _sleep(self, lane: _Lane, seconds: float | None) -> None:
@@ -220,13 +228,15 @@ class Producer(Service):
     def _launch(self, job: Job) -> None:
         task = asyncio.create_task(self._execute(job), name=f"pgqueue-job-{job.id}")
         self.running_jobs[job.id] = (job, task)
+        # A callback, not a finally: a task cancelled before its first step never runs
+        # its body, and its slot must free all the same.
+        task.add_done_callback(lambda _, job_id=job.id: self._finished(job_id))
 
     async def _execute(self, job: Job) -> None:
-        try:
-            transition = await self.executor.run(job)
-            self.acker.push(transition)
-        finally:
-            self.running_jobs.pop(job.id, None)
-            for lane in self._lanes:
-                if lane.last_full or lane.waiting_for_slot:
-                    lane.wakeup.set()  # the queue had more than we could take: claim again
+        self.acker.push(await self.executor.run(job))
+
+    def _finished(self, job_id: int) -> None:
+        self.running_jobs.pop(job_id, None)
+        for lane in self._lanes:
+            if lane.last_full or lane.waiting_for_slot:
+                lane.wakeup.set()  # the queue had more than we could take: claim again

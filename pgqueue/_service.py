@@ -92,6 +92,15 @@ class Service:
         event.clear()
         return True
 
+    async def pause(self, seconds: float) -> None:
+        """Sleep ``seconds`` (a backoff): only stopping cuts it short, not a wake-up."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while not self._stopping:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return
+            await self.sleep(left)
+
     async def _guarded(self) -> None:
         try:
             await self.run()
@@ -109,6 +118,16 @@ class IntervalService(Service):
 
     interval = 1.0
 
+    def on_failure(self) -> None:
+        """Called at the first tick of a streak that fails for want of the database."""
+
+    def on_recovery(self) -> None:
+        """Called when a tick succeeds after failures."""
+
+    def retry_delay(self, failures: int) -> float:
+        """Seconds before the next try after ``failures`` failed ticks in a row."""
+        return reconnect_delay(failures)
+
     async def run(self) -> None:
         failures = 0
         while not self._stopping:
@@ -122,7 +141,8 @@ class IntervalService(Service):
                         self.name,
                         _first_line(exc),
                     )
-                await self.sleep(reconnect_delay(failures))
+                    self.on_failure()
+                await self.pause(self.retry_delay(failures))
                 continue
             except Exception:
                 log.exception("pgqueue %s: tick failed", self.name)

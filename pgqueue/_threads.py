@@ -3,9 +3,12 @@
 ``loop.run_in_executor`` costs a future pair and a wake-up of the event loop (a write to
 its self-pipe, an epoll round) per job: for short sync jobs that is most of the work.
 Here finished results are collected and handed to the loop by one callback per batch,
-and threads are started only as concurrency demands. Threads are daemons: a sync job
-that ignores a stop request cannot keep the process alive after the node has handed
-its job back.
+and threads are started only as concurrency demands: a job that finds no idle thread
+waits a moment (``SPAWN_AFTER``) for one to free before a new thread is started, so a
+burst of short jobs is run by a few threads instead of waking one per job, while jobs
+that block get a thread each almost at once. Threads are daemons: a sync job that
+ignores a stop request cannot keep the process alive after the node has handed its job
+back.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 _STOP = object()
+# Seconds a job waits for an idle thread before a new one is started for it.
+SPAWN_AFTER = 0.001
 
 
 class JobThreads:
@@ -34,7 +39,7 @@ class JobThreads:
         )
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
-        self._idle = 0
+        self._spawn_check = False
         self._drain_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -45,17 +50,33 @@ class JobThreads:
             raise RuntimeError("the job threads are shut down")
         self._loop = loop
         future: asyncio.Future[Any] = loop.create_future()
+        self._inbox.put((fn, arg, future))
+        if not self._threads:
+            self._spawn(1)
+        elif not self._spawn_check:
+            self._spawn_check = True
+            loop.call_later(SPAWN_AFTER, self._top_up)
+        return future
+
+    def _top_up(self) -> None:
+        """Start a thread for every job still waiting in the inbox, up to ``size``."""
+        self._spawn_check = False
+        waiting = self._inbox.qsize()
+        if waiting and not self._closed:
+            self._spawn(waiting)
+            if self._inbox.qsize() and len(self._threads) < self.size:
+                self._spawn_check = True
+                asyncio.get_running_loop().call_later(SPAWN_AFTER, self._top_up)
+
+    def _spawn(self, count: int) -> None:
         with self._lock:
-            if self._idle == 0 and len(self._threads) < self.size:
+            count = min(count, self.size - len(self._threads))
+            for _ in range(count):
                 thread = threading.Thread(
                     target=self._work, name=f"{self.name}-{len(self._threads)}", daemon=True
                 )
                 self._threads.append(thread)
                 thread.start()
-            elif self._idle:
-                self._idle -= 1
-        self._inbox.put((fn, arg, future))
-        return future
 
     def _work(self) -> None:
         while True:
@@ -63,13 +84,16 @@ class JobThreads:
             if item is _STOP:
                 return
             fn, arg, future = item
+            if future.done():
+                # Cancelled while it waited (timeout, cancel, node stopping): its job may
+                # already be handed back, so it must not start here now.
+                continue
             try:
                 result, error = fn(arg), None
             except BaseException as exc:  # a job's SystemExit too: it is the job's failure
                 result, error = None, exc
             self._done.append((future, result, error))
             with self._lock:
-                self._idle += 1
                 wake = not self._drain_scheduled
                 self._drain_scheduled = True
             if wake and self._loop is not None and not self._loop.is_closed():

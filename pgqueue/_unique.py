@@ -21,6 +21,10 @@ from typing import Any
 from ._errors import ConfigError
 from ._states import STATES
 
+# A job moves among these on its own (retries, snoozes, rescue), so they must all hold
+# the key: otherwise a job coming back to one of them could meet a newer duplicate.
+LIVE_STATES: tuple[str, ...] = ("scheduled", "available", "executing", "retryable")
+
 # Every state but the two that mean "this did not happen": a discarded or cancelled job
 # does not stop the same work from being enqueued again.
 DEFAULT_STATES: tuple[str, ...] = (
@@ -55,9 +59,11 @@ class Unique:
                 f"Unique(period=...) must be a positive number or None, got {self.period!r}"
             )
         bad = [s for s in self.states if s not in STATES]
-        if bad or not self.states:
+        missing = [s for s in LIVE_STATES if s not in self.states]
+        if bad or missing:
             raise ConfigError(
-                f"Unique(states=...) must be a non-empty subset of {', '.join(STATES)}; got {list(self.states)!r}"
+                f"Unique(states=...) must list {', '.join(LIVE_STATES)} and may add "
+                f"completed, discarded, cancelled; got {list(self.states)!r}"
             )
         if self.keys is not None and (
             isinstance(self.keys, str) or not all(isinstance(k, str) for k in self.keys)

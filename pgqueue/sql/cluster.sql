@@ -63,7 +63,8 @@ WITH lost AS (
           SELECT 1 FROM {schema}.pgqueue_nodes AS n
           WHERE n.name = j.attempted_by AND n.expires_at > now()
       )
-    ORDER BY j.id
+    -- No ORDER BY: it could lead the planner to walk the primary key of the whole table
+    -- instead of the executing index (a few rows per node).
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )
@@ -126,23 +127,23 @@ SELECT name, max(slot) FROM {schema}.pgqueue_cron WHERE name = ANY (%(names)s::t
 
 -- name: insert_cron_job
 -- The slot row and its job in one statement: a slot another leader (or this one, a
--- moment ago) already claimed inserts nothing.
-WITH claimed AS (
-    INSERT INTO {schema}.pgqueue_cron (name, slot) VALUES (%(name)s, %(slot)s)
+-- moment ago) already claimed inserts nothing. The job's id is drawn first so the slot
+-- row can record it (a CTE cannot see rows inserted by a sibling).
+WITH next AS (
+    SELECT nextval(pg_get_serial_sequence(%(table)s, 'id')) AS id
+), claimed AS (
+    INSERT INTO {schema}.pgqueue_cron (name, slot, job_id)
+    SELECT %(name)s, %(slot)s, next.id FROM next
     ON CONFLICT DO NOTHING
-    RETURNING name, slot
-), job AS (
-    INSERT INTO {schema}.pgqueue_jobs (state, queue, worker, args, meta, tags, priority, max_attempts)
-    SELECT 'available', %(queue)s, %(worker)s, %(args)s::jsonb,
-           jsonb_build_object('cron', claimed.name, 'cron_slot', claimed.slot),
-           %(tags)s::text[], %(priority)s, %(max_attempts)s
-    FROM claimed
-    RETURNING id
+    RETURNING name, slot, job_id
 )
-UPDATE {schema}.pgqueue_cron AS c SET job_id = job.id
-FROM job
-WHERE c.name = %(name)s AND c.slot = %(slot)s
-RETURNING c.job_id
+INSERT INTO {schema}.pgqueue_jobs
+    (id, state, queue, worker, args, meta, tags, priority, max_attempts)
+SELECT claimed.job_id, 'available', %(queue)s, %(worker)s, %(args)s::jsonb,
+       jsonb_build_object('cron', claimed.name, 'cron_slot', claimed.slot),
+       %(tags)s::text[], %(priority)s, %(max_attempts)s
+FROM claimed
+RETURNING id
 
 -- name: queue_controls
 SELECT name, paused, concurrency, updated_at FROM {schema}.pgqueue_queues ORDER BY name

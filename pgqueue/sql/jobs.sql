@@ -59,10 +59,9 @@ SELECT true AS conflict, j.id, j.state, j.inserted_at, j.scheduled_at, j.unique_
        j.queue, j.worker, j.args, j.meta, j.tags, j.errors, j.attempt, j.max_attempts,
        j.priority, j.attempted_at, j.completed_at, j.discarded_at, j.cancelled_at,
        j.attempted_by
-FROM {schema}.pgqueue_jobs AS j
-WHERE j.unique_active && ANY (
-    ARRAY(SELECT window_range FROM input WHERE window_range IS NOT NULL)
-)
+FROM input AS i
+JOIN {schema}.pgqueue_jobs AS j ON j.unique_active && i.window_range
+WHERE i.window_range IS NOT NULL
 
 -- name: claim_columns
 -- What a worker needs of a claimed job (its finish times are NULL, its node is known).
@@ -153,6 +152,21 @@ WHERE j.id = a.id
   AND j.attempt = a.attempt
 RETURNING j.id, j.queue
 
+-- name: release_orphans
+-- Jobs a node finds executing in its name although no claim of its own produced them
+-- (the reply of that claim was lost with its connection). Still its own, still that
+-- attempt: back to available. The attempt is not given back, so attempt numbers stay
+-- unique per run whatever happened to the lost reply.
+UPDATE {schema}.pgqueue_jobs AS j
+SET state = 'available',
+    attempted_by = NULL
+FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS a(id, attempt)
+WHERE j.id = a.id
+  AND j.state = 'executing'
+  AND j.attempt = a.attempt
+  AND j.attempted_by = %(node)s
+RETURNING j.id, j.queue
+
 -- name: notify_queues
 SELECT pg_notify(%(channel)s, q) FROM unnest(%(queues)s::text[]) AS q
 
@@ -203,18 +217,6 @@ SET state = 'available',
 FROM target
 WHERE j.id = target.id
 RETURNING j.id, j.queue
-
--- name: list_jobs
--- Filters are optional (NULL = any). Newest first.
-SELECT {job_columns}
-FROM {schema}.pgqueue_jobs
-WHERE (%(state)s::text IS NULL OR state = %(state)s::{schema}.pgqueue_state)
-  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
-  AND (%(worker)s::text IS NULL OR worker = %(worker)s::text)
-  AND (%(tag)s::text IS NULL OR tags @> ARRAY[%(tag)s::text])
-  AND (%(args)s::jsonb IS NULL OR args @> %(args)s::jsonb)
-ORDER BY id DESC
-LIMIT %(limit)s
 
 -- name: make_due
 -- Testing helper: scheduled and retryable jobs of a queue become available now.

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from .. import _admin, _engine
+from .. import _engine, _ops
 from .._client import Client
 from .._executor import Executor
 from .._job import Job
@@ -56,7 +56,7 @@ def list_jobs(
     """Jobs matching every given filter (``args`` matches as a subset), newest first."""
     name = worker.name if isinstance(worker, type) else worker
     with client.pool().connection() as conn:
-        return _admin.list_jobs(
+        return _ops.list_jobs(
             conn,
             client.schema,
             worker=name,

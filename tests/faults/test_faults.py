@@ -186,16 +186,18 @@ def test_postgres_restart_mid_run_completes_every_job_once(
     schema = "restart"
     dsn = private_pg.dsn
     prepare(dsn, schema)
-    total = 10_000
     import pgqueue
 
     with pgqueue.Client(dsn, schema=schema) as c:
         c.enqueue_many(
             [
                 (recording.Record if i % 2 else recording.RecordSync).new({"i": i})
-                for i in range(total)
+                for i in range(10_000)
             ]
+            # Due only after the restart: the stager must have survived it.
+            + [recording.Record.new({"late": i}, schedule_in=8) for i in range(50)]
         )
+    total = 10_050
     workers = Workers(pg_env_for(env, dsn, schema), tmp_path)
     try:
         workers.start("a", *FAST)

@@ -242,6 +242,12 @@ def test_cron_inserts_exactly_one_job_per_slot(client, db, dsn, schema) -> None:
         "SELECT count(*), count(DISTINCT slot) FROM pgqueue_cron WHERE name = 'every-second'"
     ).fetchone()
     assert slots[0] == slots[1] == len(per_slot)
+    # Each slot row names the job it made.
+    unmatched = db.execute(
+        "SELECT count(*) FROM pgqueue_cron c LEFT JOIN pgqueue_jobs j ON j.id = c.job_id "
+        "WHERE c.name = 'every-second' AND (j.id IS NULL OR j.meta->>'cron_slot' IS NULL)"
+    ).fetchone()[0]
+    assert unmatched == 0
 
 
 def test_pause_is_persisted_and_honoured_by_nodes_started_later(client, db, dsn, schema) -> None:
@@ -311,7 +317,8 @@ def test_orphaned_claims_are_handed_back(client, db, dsn, schema) -> None:
             )
             await wait_states(db, schema, available=1)
             row = job_row(db, schema, job.id)
-            assert row["attempt"] == 0 and row["attempted_by"] is None
+            # Released, keeping its attempt number (attempts stay unique per run).
+            assert row["attempt"] == 1 and row["attempted_by"] is None
 
     run(main())
 

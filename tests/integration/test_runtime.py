@@ -105,6 +105,20 @@ class LongSync(pgqueue.Worker):
             time.sleep(0.01)
 
 
+class NulMessage(pgqueue.Worker):
+    max_attempts = 1
+
+    async def perform(self, job: pgqueue.Job) -> None:
+        raise ValueError("bad byte \x00 in the message")
+
+
+class NanMeta(pgqueue.Worker):
+    max_attempts = 1
+
+    async def perform(self, job: pgqueue.Job) -> None:
+        job.update_meta({"ratio": float("nan")})
+
+
 class Ordered(pgqueue.Worker):
     seen: list[int] = []
 
@@ -326,3 +340,19 @@ def test_scheduled_jobs_run_when_due(client, db, dsn, schema) -> None:
     run_node(dsn, schema, final(db, schema), poll_interval=0.1)
     row = job_row(db, schema, job.id)
     assert row["attempted_at"] >= row["inserted_at"] + timedelta(seconds=0.45)
+
+
+def test_outcomes_the_database_would_refuse_still_land(client, db, dsn, schema) -> None:
+    # PostgreSQL text cannot hold NUL and jsonb cannot hold NaN: neither may stall a queue
+    # or leave a job executing. The job after them runs as usual.
+    nul = NulMessage.enqueue({}, client=client)
+    nan = NanMeta.enqueue({}, client=client)
+    after = Succeeds.enqueue({}, client=client)
+    run_node(dsn, schema, final(db, schema, 3), queues={"default": 1})
+    row = job_row(db, schema, nul.id)
+    assert (
+        row["state"] == "discarded" and "bad byte \\0 in the message" in row["errors"][0]["message"]
+    )
+    row = job_row(db, schema, nan.id)
+    assert row["state"] == "discarded" and row["errors"][0]["error"] == "ConfigError"
+    assert job_row(db, schema, after.id)["state"] == "completed"

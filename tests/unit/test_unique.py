@@ -62,6 +62,7 @@ def test_distinct_keys_get_disjoint_stretches(a: str, b: str) -> None:
         {"period": float("inf")},
         {"states": ["nope"]},
         {"states": []},
+        {"states": ["available", "scheduled"]},
         {"keys": "id"},
     ],
 )
