@@ -117,6 +117,9 @@ class Producer(Service):
             job, task = self.running_jobs[job_id]
             job.request_cancel()
             task.cancel()
+            # A task cancelled before its first step never runs its finally: free the
+            # slot when it is done, whichever way.
+            task.add_done_callback(lambda _, job_id=job_id: self._finished(job_id))
             dropped.append(job_id)
         return dropped
 
@@ -228,12 +231,12 @@ class Producer(Service):
     def _launch(self, job: Job) -> None:
         task = asyncio.create_task(self._execute(job), name=f"pgqueue-job-{job.id}")
         self.running_jobs[job.id] = (job, task)
-        # A callback, not a finally: a task cancelled before its first step never runs
-        # its body, and its slot must free all the same.
-        task.add_done_callback(lambda _, job_id=job.id: self._finished(job_id))
 
     async def _execute(self, job: Job) -> None:
-        self.acker.push(await self.executor.run(job))
+        try:
+            self.acker.push(await self.executor.run(job))
+        finally:
+            self._finished(job.id)
 
     def _finished(self, job_id: int) -> None:
         self.running_jobs.pop(job_id, None)

@@ -71,8 +71,11 @@ inserted_at, scheduled_at, attempted_at
 -- name: ack_fragment
 -- Apply a batch of outcomes. Each row changes only if it is still executing the attempt
 -- the outcome belongs to: a late result from a worker that lost the job changes nothing.
--- Planned as a nested loop from the (small) batch into the primary key; no predicate
--- on the jobs side may compete with that join, or the batch is rescanned per row.
+-- Planned as a nested loop from the (small) batch into the primary key, whatever the
+-- statistics: the state test is written on state::text so that no index on state can
+-- drive the join instead. (After an ANALYZE that saw no executing rows, the planner
+-- would otherwise hash-join over the state index's `executing` range, which fills with
+-- dead entries as jobs churn, and an id = ANY() pin made it rescan the batch per row.)
 UPDATE {schema}.pgqueue_jobs AS j
 SET state = a.state::{schema}.pgqueue_state,
     scheduled_at = CASE WHEN a.delay IS NULL THEN j.scheduled_at
@@ -88,7 +91,7 @@ FROM unnest(
     %(errors)s::jsonb[], %(metas)s::jsonb[], %(extra_attempts)s::integer[]
 ) AS a(id, attempt, state, delay, error, meta, extra_attempts)
 WHERE j.id = a.id
-  AND j.state = 'executing'
+  AND j.state::text = 'executing'
   AND j.attempt = a.attempt
 
 -- name: ack_jobs
@@ -148,7 +151,7 @@ SET state = 'available',
     attempted_by = NULL
 FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS a(id, attempt)
 WHERE j.id = a.id
-  AND j.state = 'executing'
+  AND j.state::text = 'executing'
   AND j.attempt = a.attempt
 RETURNING j.id, j.queue
 
@@ -162,7 +165,7 @@ SET state = 'available',
     attempted_by = NULL
 FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS a(id, attempt)
 WHERE j.id = a.id
-  AND j.state = 'executing'
+  AND j.state::text = 'executing'
   AND j.attempt = a.attempt
   AND j.attempted_by = %(node)s
 RETURNING j.id, j.queue
