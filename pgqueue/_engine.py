@@ -9,6 +9,7 @@ one result reader, and a two-line execute for each kind of connection.
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
@@ -70,6 +71,56 @@ def insert_params(specs: Sequence[JobSpec]) -> tuple[dict[str, str], list[str | 
                          at, s.schedule_in, key, states_literal(s.unique.states),
                          unique_base(key), period_ms(s.unique)])  # fmt: skip
     return {"rows": _ENCODE(rows)}, keys
+
+
+def plain_params(specs: Sequence[JobSpec]) -> dict[str, Any]:
+    """The parameters of ``insert_jobs_plain``: a batch in which no job is unique.
+
+    The document is joined from the JSON each spec already holds (args and meta were
+    encoded when it was built) and pieces shared by every job of a worker and queue, so
+    a bulk enqueue encodes each value once.
+    """
+    heads: dict[tuple[str, str], str] = {}
+    parts: list[str] = []
+    timed = False
+    for s in specs:
+        head = heads.get((s.worker, s.queue))
+        if head is None:
+            head = heads[(s.worker, s.queue)] = _ENCODE([s.worker, s.queue])[:-1]
+        if s.scheduled_at is None and s.schedule_in is None and not s.tags:
+            tail = f'"{{}}",{s.priority},{s.max_attempts},null,null]'
+        else:
+            timed = timed or s.scheduled_at is not None or s.schedule_in is not None
+            at = None if s.scheduled_at is None else s.scheduled_at.isoformat()
+            tags = _tags_literal(s.tags) if s.tags else "{}"
+            tail = _ENCODE([tags, s.priority, s.max_attempts, at, s.schedule_in])[1:]
+        parts.append(f"{head},{s.args_json},{s.meta_json},{tail}")
+    return {"rows": "[" + ",".join(parts) + "]", "timed": timed}
+
+
+def plain_jobs(specs: Sequence[JobSpec], row: Sequence[Any] | None) -> list[Job]:
+    """The jobs ``insert_jobs_plain`` made: its one row holds now(), the ids in input
+    order, and (for a batch with scheduled jobs) their scheduled times."""
+    if row is None or row[1] is None or len(row[1]) != len(specs):
+        raise RuntimeError("insert_jobs_plain did not return one id per job")
+    now, ids, times = row
+    jobs = []
+    # A hundred thousand new containers, none in a cycle, would set off several full
+    # collections of the caller's heap on the way; the collector waits for the loop.
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        for i, spec in enumerate(specs):
+            due = now if times is None else times[i]
+            jobs.append(Job(
+                ids[i], spec.worker, spec.queue, spec.args,
+                "scheduled" if due > now else "available", dict(spec.meta), list(spec.tags),
+                [], 0, spec.max_attempts, spec.priority, now, due,
+            ))  # fmt: skip
+    finally:
+        if paused:
+            gc.enable()
+    return jobs
 
 
 # Column positions in insert_jobs' rows: conflict, id, state, inserted_at, scheduled_at,
@@ -156,6 +207,10 @@ def insert_jobs(conn: psycopg.Connection[Any], q: Queries, specs: Sequence[JobSp
             row = cur.fetchone()
         assert row is not None
         return [_inserted_job(specs[0], row)]
+    if all(s.unique is None for s in specs):
+        with conn.cursor() as cur:
+            cur.execute(q.insert_jobs_plain, plain_params(specs))
+            return plain_jobs(specs, cur.fetchone())
     result: list[Job | None] = [None] * len(specs)
     todo = list(range(len(specs)))
     for _ in range(_CONFLICT_ROUNDS):
@@ -180,6 +235,10 @@ async def insert_jobs_async(
             row = await cur.fetchone()
         assert row is not None
         return [_inserted_job(specs[0], row)]
+    if all(s.unique is None for s in specs):
+        async with conn.cursor() as cur:
+            await cur.execute(q.insert_jobs_plain, plain_params(specs))
+            return plain_jobs(specs, await cur.fetchone())
     result: list[Job | None] = [None] * len(specs)
     todo = list(range(len(specs)))
     for _ in range(_CONFLICT_ROUNDS):

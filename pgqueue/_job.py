@@ -79,14 +79,35 @@ class Job:
         self._cancel.set()
 
 
-# One encoder, made once: json.dumps with options builds a new one at every call.
-_ENCODE = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+def _not_serialisable(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _encoder() -> Any:
+    """Encode a dict to compact JSON, refusing NaN and infinities.
+
+    ``JSONEncoder.encode`` sets up its C encoder again at every call, which is most of
+    the cost of encoding small args; this one is set up once. It keeps no table of
+    objects being encoded (so it is safe to share between threads): a structure that
+    contains itself fails on recursion depth instead.
+    """
+    make = json.encoder.c_make_encoder
+    if make is None:  # an interpreter without the C accelerator
+        return json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+    encode = make(None, _not_serialisable, json.encoder.encode_basestring_ascii, None,
+                  ":", ",", False, False, False)  # fmt: skip
+    return lambda value: "".join(encode(value, 0))
+
+
+_ENCODE = _encoder()
 
 
 def _json(value: Any, what: str) -> str:
     try:
         return _ENCODE(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
+        if isinstance(exc, RecursionError):
+            exc = ValueError("it is nested too deeply or contains itself")
         raise ConfigError(f"{what} must be JSON-serialisable: {exc}") from None
 
 

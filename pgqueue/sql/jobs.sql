@@ -63,6 +63,32 @@ FROM input AS i
 JOIN {schema}.pgqueue_jobs AS j ON j.unique_active && i.window_range
 WHERE i.window_range IS NOT NULL
 
+-- name: insert_jobs_plain
+-- The batch enqueue when no job in it is unique: nothing can conflict, so no ON CONFLICT,
+-- no second branch, and one row back instead of one per job. The identity hands out ids
+-- in the order the INSERT consumes rows, which ORDER BY ord makes input order, so the
+-- sorted ids map onto the input one to one; the client derives each job's state from
+-- now() (one value for the whole statement) and the scheduled times, which come back
+-- only when some job of the batch was scheduled (%(timed)s). Rows are the first nine
+-- fields of insert_jobs' document.
+WITH inserted AS (
+    INSERT INTO {schema}.pgqueue_jobs
+        (state, queue, worker, args, meta, tags, priority, max_attempts, scheduled_at)
+    SELECT CASE WHEN d.due > now() THEN 'scheduled' ELSE 'available' END::{schema}.pgqueue_state,
+           x.e->>1, x.e->>0, x.e->2, x.e->3, (x.e->>4)::text[], (x.e->>5)::smallint,
+           (x.e->>6)::integer, d.due
+    FROM jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS x(e, ord)
+    CROSS JOIN LATERAL (
+        SELECT COALESCE((x.e->>7)::timestamptz,
+                        now() + make_interval(secs => COALESCE((x.e->>8)::float8, 0)))
+    ) AS d(due)
+    ORDER BY x.ord
+    RETURNING id, scheduled_at
+)
+SELECT now(), array_agg(id ORDER BY id),
+       array_agg(scheduled_at ORDER BY id) FILTER (WHERE %(timed)s)
+FROM inserted
+
 -- name: claim_columns
 -- What a worker needs of a claimed job (its finish times are NULL, its node is known).
 id, state, queue, worker, args, meta, tags, errors, attempt, max_attempts, priority,

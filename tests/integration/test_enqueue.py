@@ -84,6 +84,42 @@ def test_enqueue_many_is_one_statement_in_order(
     assert jobs[501].conflict and jobs[501].id == jobs[500].id and not jobs[500].conflict
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_batch_without_unique_jobs_returns_what_was_stored(
+    client: pgqueue.Client, db, dsn: str, schema: str, mode: str
+) -> None:
+    # A batch with no unique job takes the one-row-back statement: every returned Job
+    # must still be exactly its row (id by input order, state, times, tags, meta).
+    at = datetime.now(UTC) + timedelta(hours=2)
+    past = datetime.now(UTC) - timedelta(hours=2)
+    specs = [Resize.new({"i": i}) for i in range(300)]
+    specs[7] = Resize.new({"i": 7}, scheduled_at=at, tags=['a"b', "c\\d", "e,f"])
+    specs[8] = Resize.new({"i": 8}, schedule_in=30.5, meta={"k": [1, "é"]})
+    specs[9] = Resize.new({"i": 9}, scheduled_at=past, queue="q2", priority=9)
+    specs[10] = pgqueue.JobSpec.build("by.name", {"i": 10}, max_attempts=3)
+    if mode == "sync":
+        jobs = client.enqueue_many(specs)
+    else:
+
+        async def go() -> list[pgqueue.Job]:
+            async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+                return await client.enqueue_many_async(specs, conn=conn)
+
+        jobs = asyncio.run(go())
+    assert [j.args["i"] for j in jobs] == list(range(300))
+    for job in jobs:
+        row = job_row(db, schema, job.id)
+        got = (job.worker, job.queue, job.args, job.state, job.meta, job.tags, job.priority,
+               job.max_attempts, job.inserted_at, job.scheduled_at)  # fmt: skip
+        want = tuple(row[k] for k in ("worker", "queue", "args", "state", "meta", "tags",
+                                      "priority", "max_attempts", "inserted_at", "scheduled_at"))  # fmt: skip
+        assert got == want, job.id
+    assert jobs[7].state == "scheduled" and jobs[7].scheduled_at == at
+    assert jobs[7].tags == ['a"b', "c\\d", "e,f"]
+    assert jobs[8].state == "scheduled" and jobs[9].state == "available"
+    assert jobs[0].state == "available" and jobs[0].scheduled_at == jobs[0].inserted_at
+
+
 def test_non_json_args_insert_nothing(client: pgqueue.Client, db) -> None:
     with pytest.raises(ConfigError, match="args must be JSON-serialisable"):
         client.enqueue_many([Resize.new({"ok": 1}), Resize.new({"bad": {1, 2}})])
