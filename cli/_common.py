@@ -7,6 +7,7 @@ Every failure becomes one line on stderr and an exit code (1: the operation fail
 from __future__ import annotations
 
 import functools
+import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -129,6 +130,19 @@ def check_queue(conn: psycopg.Connection[Any], schema: str, queue: str | None) -
         )
 
 
+def parse_json_object(text: str, option: str = "--args") -> dict[str, Any]:
+    """A JSON object given on the command line, or a usage error saying what is wrong."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise Usage(
+            f"{option} must be a JSON object, got invalid JSON ({exc.msg} at column {exc.colno})"
+        ) from None
+    if not isinstance(value, dict):
+        raise Usage(f"{option} must be a JSON object, got a JSON {type(value).__name__}")
+    return value
+
+
 __all__ = [
     "ConfigError",
     "Failed",
@@ -137,6 +151,7 @@ __all__ = [
     "connect",
     "db_options",
     "open_schema",
+    "parse_json_object",
     "reports_errors",
     "usage_line",
 ]

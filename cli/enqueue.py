@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import click
 
 from pgqueue import Client
 
-from ._common import Usage, db_options, reports_errors
+from ._common import db_options, parse_json_object, reports_errors
 
 
 @click.command()
@@ -36,14 +33,7 @@ def enqueue(
     tags: tuple[str, ...],
 ) -> None:
     """Enqueue a job of WORKER (its registered name, e.g. app.jobs.Resize)."""
-    try:
-        args: Any = json.loads(args_json)
-    except json.JSONDecodeError as exc:
-        raise Usage(
-            f"--args must be a JSON object, got invalid JSON ({exc.msg} at column {exc.colno})"
-        ) from None
-    if not isinstance(args, dict):
-        raise Usage(f"--args must be a JSON object, got a JSON {type(args).__name__}")
+    args = parse_json_object(args_json)
     with Client(dsn, schema=schema) as client:
         job = client.enqueue(
             worker,

@@ -18,7 +18,15 @@ from pgqueue import _admin, _ops
 from pgqueue._job import Job
 from pgqueue._states import STATES
 
-from ._common import Failed, Usage, check_queue, db_options, open_schema, reports_errors
+from ._common import (
+    Failed,
+    Usage,
+    check_queue,
+    db_options,
+    open_schema,
+    parse_json_object,
+    reports_errors,
+)
 from ._format import (
     JOB_FIELDS,
     age,
@@ -42,20 +50,6 @@ COUNT_ORDER = (
 # A final state whose statistics put it above this many rows is estimated, not counted
 # (an exact count reads ~5 MB of index per million rows); --exact counts it anyway.
 EXACT_BELOW = 1_000_000
-
-
-def parse_args_filter(text: str | None) -> dict[str, Any] | None:
-    if text is None:
-        return None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise Usage(
-            f"--args must be a JSON object, got invalid JSON ({exc.msg} at column {exc.colno})"
-        ) from None
-    if not isinstance(value, dict):
-        raise Usage(f"--args must be a JSON object, got a JSON {type(value).__name__}")
-    return value
 
 
 @click.command()
@@ -93,7 +87,7 @@ def inspect(
 ) -> None:
     """Show the queues, a filtered job list, or one job (JOB_ID) with its errors."""
     ctx = click.get_current_context()
-    args = parse_args_filter(args_json)
+    args = None if args_json is None else parse_json_object(args_json)
     filters = {"--state": state, "--queue": queue, "--worker": worker, "--tag": tag}
     filters.update({"--node": node, "--args": args_json})
     given = [name for name, value in filters.items() if value is not None]

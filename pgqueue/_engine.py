@@ -112,11 +112,8 @@ def plain_jobs(specs: Sequence[JobSpec], row: Sequence[Any] | None) -> list[Job]
     try:
         for i, spec in enumerate(specs):
             due = now if times is None else times[i]
-            jobs.append(Job(
-                ids[i], spec.worker, spec.queue, spec.args,
-                "scheduled" if due > now else "available", dict(spec.meta), list(spec.tags),
-                [], 0, spec.max_attempts, spec.priority, now, due,
-            ))  # fmt: skip
+            state = "scheduled" if due > now else "available"
+            jobs.append(_inserted_job(spec, (False, ids[i], state, now, due)))
     finally:
         if paused:
             gc.enable()
@@ -135,10 +132,10 @@ _EXISTING = (
 
 def _inserted_job(spec: JobSpec, row: Sequence[Any]) -> Job:
     """The job a spec became: the database adds its id, state and times."""
+    # Positional, in Job's field order (id .. scheduled_at): bulk enqueues build 100,000s.
     return Job(
-        id=row[1], worker=spec.worker, queue=spec.queue, args=spec.args, state=row[2],
-        meta=dict(spec.meta), tags=list(spec.tags), priority=spec.priority,
-        max_attempts=spec.max_attempts, inserted_at=row[3], scheduled_at=row[4],
+        row[1], spec.worker, spec.queue, spec.args, row[2], dict(spec.meta), list(spec.tags),
+        [], 0, spec.max_attempts, spec.priority, row[3], row[4],
     )  # fmt: skip
 
 
@@ -334,10 +331,12 @@ class Engine:
         params = _ack_params(acks)
         params.update(queue=queue, limit=limit, node=node)
         if conn is not None:
-            async with conn.cursor(row_factory=job_row) as cur:
-                await cur.execute(self.q.fetch_jobs, params)
-                return await cur.fetchall()
-        async with self.pool.connection() as c, c.cursor(row_factory=job_row) as cur:
+            return await self._fetch(conn, params)
+        async with self.pool.connection() as c:
+            return await self._fetch(c, params)
+
+    async def _fetch(self, conn: psycopg.AsyncConnection[Any], params: dict[str, Any]) -> list[Job]:
+        async with conn.cursor(row_factory=job_row) as cur:
             await cur.execute(self.q.fetch_jobs, params)
             return await cur.fetchall()
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -173,6 +173,32 @@ def count_matching(
     return int(row[0]) if row else 0
 
 
+def apply_matching(
+    conn: psycopg.Connection[Any],
+    schema: str,
+    state: str,
+    action: Callable[[psycopg.Connection[Any], str, list[int]], list[int]],
+    *,
+    queue: str | None = None,
+    worker: str | None = None,
+    tag: str | None = None,
+    batch: int = 10_000,
+) -> list[int]:
+    """Run ``action`` (an ``_admin`` operation on ids) over every job of ``state`` matching
+    the filters, a batch of ids at a time, so a million matches never hold a million
+    locks or a million ids at once; returns the ids it changed."""
+    changed: list[int] = []
+    after = 0
+    while True:
+        ids = select_job_ids(
+            conn, schema, state, queue=queue, worker=worker, tag=tag, after=after, limit=batch
+        )
+        if not ids:
+            return changed
+        changed += action(conn, schema, ids)
+        after = ids[-1]
+
+
 def retry_matching(
     conn: psycopg.Connection[Any],
     schema: str,
@@ -186,22 +212,10 @@ def retry_matching(
 
     One transaction, in batches of ids, each retried like ``pgqueue retry ID...``.
     """
-    q = queries(schema)
-    params = _filters(state, queue, worker, tag)
-    retried: list[int] = []
-    after = 0
     with conn.transaction():
-        while True:
-            ids = [
-                r[0]
-                for r in conn.execute(
-                    q.ops_select_job_ids, {**params, "after": after, "limit": 10_000}
-                )
-            ]
-            if not ids:
-                return retried
-            retried += _admin.retry_jobs(conn, schema, ids)
-            after = ids[-1]
+        return apply_matching(
+            conn, schema, state, _admin.retry_jobs, queue=queue, worker=worker, tag=tag
+        )
 
 
 def job_states(conn: psycopg.Connection[Any], schema: str, ids: Iterable[int]) -> dict[int, str]:

@@ -36,46 +36,11 @@ from .logging import outcome_name
 
 log = logging.getLogger("pgqueue.metrics")
 
-RUN_BUCKETS = (
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1,
-    2.5,
-    5,
-    10,
-    30,
-    60,
-    120,
-    300,
-    600,
-    1800,
-    3600,
-)
-WAIT_BUCKETS = (
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1,
-    2.5,
-    5,
-    10,
-    30,
-    60,
-    300,
-    900,
-    3600,
-    21600,
-    86400,
-)
+# Seconds. Run times and queue waits share the fine end; the coarse end differs (a run
+# seldom exceeds an hour, a scheduled job may wait a day).
+_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+RUN_BUCKETS = (*_BUCKETS, 120, 300, 600, 1800, 3600)
+WAIT_BUCKETS = (*_BUCKETS, 300, 900, 3600, 21600, 86400)
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 
 
