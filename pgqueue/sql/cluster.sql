@@ -159,10 +159,13 @@ ON CONFLICT (name) DO UPDATE SET concurrency = EXCLUDED.concurrency, updated_at 
 -- name: known_queue
 SELECT EXISTS (SELECT 1 FROM {schema}.pgqueue_queues WHERE name = %(queue)s)
     OR EXISTS (SELECT 1 FROM {schema}.pgqueue_nodes WHERE expires_at > now() AND queues ? %(queue)s)
+    -- A backlog is one probe of the fetch index; other jobs are in the (state, queue)
+    -- index of every state but available (migration 0003).
     OR EXISTS (
-        -- One probe per state of the (state, queue) index instead of a scan.
-        SELECT 1 FROM {schema}.pgqueue_jobs
-        WHERE state = ANY (enum_range(NULL::{schema}.pgqueue_state)) AND queue = %(queue)s
+        SELECT 1 FROM {schema}.pgqueue_jobs WHERE state = 'available' AND queue = %(queue)s
+    )
+    OR EXISTS (
+        SELECT 1 FROM {schema}.pgqueue_jobs WHERE state <> 'available' AND queue = %(queue)s
     )
 
 -- name: cancel_jobs
