@@ -89,6 +89,32 @@ SELECT now(), array_agg(id ORDER BY id),
        array_agg(scheduled_at ORDER BY id) FILTER (WHERE %(timed)s)
 FROM inserted
 
+-- name: reserve_job_ids
+-- The first half of a large batch enqueue (see copy_jobs): %(count)s ids from the jobs
+-- table's identity, and now(), which the client uses to decide each row's state and
+-- scheduled_at as the one-statement insert would. Both halves run in one transaction,
+-- so inserted_at (the column default) is this same now(). Ids are not transactional: a
+-- batch that then fails leaves a gap, nothing else.
+SELECT now(), array_agg(nextval(s.seq))
+FROM (SELECT pg_get_serial_sequence(%(table)s, 'id')::regclass) AS s(seq)
+CROSS JOIN generate_series(1, %(count)s)
+
+-- name: copy_jobs
+-- The second half: the rows, ids included, through COPY (half the server time of
+-- INSERT ... SELECT from a document, and no document to build). One statement, so the
+-- batch is all or nothing; the insert trigger fires as for an INSERT, so workers are
+-- woken at commit.
+COPY {schema}.pgqueue_jobs
+    (id, state, queue, worker, args, meta, tags, priority, max_attempts, scheduled_at)
+FROM STDIN
+
+-- name: copy_jobs_now
+-- copy_jobs for a batch in which every job is due now: state and scheduled_at are left
+-- to their defaults ('available', now()), which spares the server parsing two values a
+-- row (a fifth of the COPY's time).
+COPY {schema}.pgqueue_jobs (id, queue, worker, args, meta, tags, priority, max_attempts)
+FROM STDIN
+
 -- name: claim_columns
 -- What a worker needs of a claimed job (its finish times are NULL, its node is known).
 id, state, queue, worker, args, meta, tags, errors, attempt, max_attempts, priority,
@@ -252,6 +278,15 @@ RETURNING j.id, j.queue
 UPDATE {schema}.pgqueue_jobs
 SET state = 'available', scheduled_at = now()
 WHERE queue = %(queue)s AND state IN ('scheduled', 'retryable')
+
+-- name: insert_job_now
+-- The commonest enqueue of all: one job, not unique, due now. A plain VALUES insert
+-- whose state and scheduled_at are the column defaults ('available', now()); only the
+-- id and the transaction's now() come back (a few hundredths faster than insert_job).
+INSERT INTO {schema}.pgqueue_jobs (queue, worker, args, meta, tags, priority, max_attempts)
+VALUES (%(queue)s, %(worker)s, %(args)s::jsonb, %(meta)s::jsonb, %(tags)s::text[],
+        %(priority)s, %(max_attempts)s)
+RETURNING id, inserted_at
 
 -- name: insert_job
 -- The common single enqueue (not unique): a plain INSERT, half the work of the batch

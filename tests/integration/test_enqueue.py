@@ -12,7 +12,7 @@ from psycopg import sql
 
 import pgqueue
 from pgqueue import ConfigError
-from pgqueue._engine import channel
+from pgqueue._engine import COPY_FROM, channel
 from tests.helpers import job_row
 
 
@@ -84,19 +84,22 @@ def test_enqueue_many_is_one_statement_in_order(
     assert jobs[501].conflict and jobs[501].id == jobs[500].id and not jobs[500].conflict
 
 
+@pytest.mark.parametrize("size", [300, COPY_FROM + 200], ids=["statement", "copy"])
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_batch_without_unique_jobs_returns_what_was_stored(
-    client: pgqueue.Client, db, dsn: str, schema: str, mode: str
+    client: pgqueue.Client, db, dsn: str, schema: str, mode: str, size: int
 ) -> None:
-    # A batch with no unique job takes the one-row-back statement: every returned Job
-    # must still be exactly its row (id by input order, state, times, tags, meta).
+    # A batch with no unique job takes the one-row-back statement, or COPY when it is
+    # large: every returned Job must still be exactly its row (id by input order, state,
+    # times, tags, meta), whatever characters the values hold.
     at = datetime.now(UTC) + timedelta(hours=2)
     past = datetime.now(UTC) - timedelta(hours=2)
-    specs = [Resize.new({"i": i}) for i in range(300)]
-    specs[7] = Resize.new({"i": 7}, scheduled_at=at, tags=['a"b', "c\\d", "e,f"])
-    specs[8] = Resize.new({"i": 8}, schedule_in=30.5, meta={"k": [1, "é"]})
+    specs = [Resize.new({"i": i}) for i in range(size)]
+    specs[7] = Resize.new({"i": 7}, scheduled_at=at, tags=['a"b', "c\\d", "e,f", "t\tn\n"])
+    specs[8] = Resize.new({"i": 8}, schedule_in=30.5, meta={"k": [1, "é"], "\\": "\r\n"})
     specs[9] = Resize.new({"i": 9}, scheduled_at=past, queue="q2", priority=9)
     specs[10] = pgqueue.JobSpec.build("by.name", {"i": 10}, max_attempts=3)
+    specs[11] = Resize.new({"i": 11, "s": "tab\there\nline \\N \\ \u00e9 \u2603 \"q\""})
     if mode == "sync":
         jobs = client.enqueue_many(specs)
     else:
@@ -106,7 +109,8 @@ def test_batch_without_unique_jobs_returns_what_was_stored(
                 return await client.enqueue_many_async(specs, conn=conn)
 
         jobs = asyncio.run(go())
-    assert [j.args["i"] for j in jobs] == list(range(300))
+    assert [j.args["i"] for j in jobs] == list(range(size))
+    assert [j.id for j in jobs] == sorted(j.id for j in jobs)
     for job in jobs:
         row = job_row(db, schema, job.id)
         got = (job.worker, job.queue, job.args, job.state, job.meta, job.tags, job.priority,
@@ -115,7 +119,8 @@ def test_batch_without_unique_jobs_returns_what_was_stored(
                                       "priority", "max_attempts", "inserted_at", "scheduled_at"))  # fmt: skip
         assert got == want, job.id
     assert jobs[7].state == "scheduled" and jobs[7].scheduled_at == at
-    assert jobs[7].tags == ['a"b', "c\\d", "e,f"]
+    assert jobs[7].tags == ['a"b', "c\\d", "e,f", "t\tn\n"]
+    assert jobs[11].args["s"] == "tab\there\nline \\N \\ \u00e9 \u2603 \"q\""
     assert jobs[8].state == "scheduled" and jobs[9].state == "available"
     assert jobs[0].state == "available" and jobs[0].scheduled_at == jobs[0].inserted_at
 
@@ -172,6 +177,22 @@ def test_transactional_enqueue_async(client: pgqueue.Client, dsn: str, schema: s
     asyncio.run(main())
     assert sorted(r[0] for r in db.execute("SELECT args->>'n' FROM pgqueue_jobs")) == ["2", "3"]
     assert "media" in notes(listener, 2.0)
+    listener.close()
+
+
+@pytest.mark.parametrize("size", [3, COPY_FROM], ids=["statement", "copy"])
+def test_transactional_batch(client: pgqueue.Client, dsn: str, schema: str, db, size) -> None:
+    # Both batch paths insert inside the caller's transaction and wake workers at commit.
+    listener = listen(dsn, schema)
+    with psycopg.connect(dsn) as conn:
+        client.enqueue_many([Resize.new({"n": i}) for i in range(size)], conn=conn)
+        assert count(db) == 0 and notes(listener, 0.3) == []
+        conn.rollback()
+        assert count(db) == 0
+        jobs = client.enqueue_many([Resize.new({"n": i}) for i in range(size)], conn=conn)
+        conn.commit()
+    assert count(db) == size and {j.state for j in jobs} == {"available"}
+    assert notes(listener, 2.0)[:1] == ["media"]
     listener.close()
 
 

@@ -86,7 +86,12 @@ def test_the_migrated_schema_is_what_the_code_expects(conn: psycopg.Connection) 
     q = queries(schema)
     for name in q.names():
         text = getattr(q, name)
-        if re.match(r"\s*(CREATE|SELECT pg_advisory)", text):
+        statement = re.sub(r"^\s*--.*\n", "", text, flags=re.MULTILINE)
+        if re.match(r"\s*(CREATE|SELECT pg_advisory)", statement):
+            continue
+        if statement.lstrip().startswith("COPY"):  # not explainable: run it, empty
+            with conn.cursor() as cur, cur.copy(text):
+                pass
             continue
         params = {p: None for p in re.findall(r"%\((\w+)\)s", text)}
         conn.execute("EXPLAIN " + text, params)
