@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -123,6 +124,20 @@ def test_batch_without_unique_jobs_returns_what_was_stored(
     assert jobs[11].args["s"] == "tab\there\nline \\N \\ \u00e9 \u2603 \"q\""
     assert jobs[8].state == "scheduled" and jobs[9].state == "available"
     assert jobs[0].state == "available" and jobs[0].scheduled_at == jobs[0].inserted_at
+
+
+@pytest.mark.parametrize("size", [10, COPY_FROM + 10], ids=["statement", "copy"])
+def test_a_batch_the_database_refuses_inserts_nothing(client: pgqueue.Client, db, size) -> None:
+    # Specs are validated when built; one built around the checks fails its CHECK
+    # constraint in the database. The whole batch is refused, the ids it reserved are
+    # a gap, and the pool's connection is left usable.
+    specs = [Resize.new({"i": i}) for i in range(size)]
+    specs[size - 3] = dataclasses.replace(specs[size - 3], priority=42)
+    with pytest.raises(psycopg.errors.CheckViolation):
+        client.enqueue_many(specs)
+    assert count(db) == 0
+    jobs = client.enqueue_many(specs[:2] + specs[-2:])
+    assert count(db) == 4 and all(j.id for j in jobs)
 
 
 def test_non_json_args_insert_nothing(client: pgqueue.Client, db) -> None:
