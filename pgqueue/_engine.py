@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import fields, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from psycopg.rows import RowMaker
+from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
 from ._job import Job, JobSpec
@@ -357,25 +358,39 @@ def _unresolved(specs: Sequence[JobSpec], todo: list[int]) -> RuntimeError:
 
 
 def _ack_params(transitions: Sequence[Transition]) -> dict[str, Any]:
-    ids, attempts, states, delays, errors, metas, extra = [], [], [], [], [], [], []
+    """ack_fragment's arrays. Ids and attempts go as array literals, and for a batch of
+    plain completions (nearly every batch) the other five go as NULL: psycopg takes
+    about 180 us to adapt seven 50-element lists, this about 10."""
     # In id order, like every other statement that locks several jobs: no deadlocks.
-    for t in sorted(transitions, key=lambda t: t.id):
-        ids.append(t.id)
-        attempts.append(t.attempt)
-        states.append(t.state)
-        delays.append(t.delay)
-        errors.append(None if t.error is None else json.dumps(t.error, default=str))
-        metas.append(None if t.meta is None else json.dumps(t.meta, default=str))
-        extra.append(t.extra_attempts)
-    return {
-        "ids": ids,
-        "attempts": attempts,
-        "states": states,
-        "delays": delays,
-        "errors": errors,
-        "metas": metas,
-        "extra_attempts": extra,
-    }
+    ts = sorted(transitions, key=lambda t: t.id)
+    params: dict[str, Any] = {
+        "ids": _int_array(t.id for t in ts),
+        "attempts": _int_array(t.attempt for t in ts),
+        "states": None, "delays": None, "errors": None, "metas": None, "extra_attempts": None,
+    }  # fmt: skip
+    if any(not t.plain_completion for t in ts):
+        params.update(
+            states=[t.state for t in ts],
+            delays=[t.delay for t in ts],
+            errors=[None if t.error is None else json.dumps(t.error, default=str) for t in ts],
+            metas=[None if t.meta is None else json.dumps(t.meta, default=str) for t in ts],
+            extra_attempts=[t.extra_attempts for t in ts],
+        )
+    return params
+
+
+def _loads_json(data: bytes) -> Any:
+    """json.loads for claimed rows, whose meta and errors are nearly always empty: two
+    of the three documents a row carries skip the parser (3 us a row at 30,000 a second)."""
+    if data == b"{}":
+        return {}
+    if data == b"[]":
+        return []
+    return json.loads(data)
+
+
+def _int_array(values: Iterable[int]) -> str:
+    return "{" + ",".join(map(str, values)) + "}"
 
 
 class Engine:
@@ -400,9 +415,11 @@ class Engine:
     async def connect(self, application_name: str = "pgqueue") -> psycopg.AsyncConnection[Any]:
         """A connection of its own, for a loop that should not queue for the pool
         (with the pool's settings: keepalives, prepared statements or not)."""
-        return await psycopg.AsyncConnection.connect(
+        conn = await psycopg.AsyncConnection.connect(
             self.pool.conninfo, **{**self.pool.kwargs, "application_name": application_name}
         )
+        set_json_loads(_loads_json, conn)
+        return conn
 
     async def fetch_jobs(
         self,

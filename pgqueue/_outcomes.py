@@ -82,6 +82,14 @@ class Transition:
     meta: dict[str, Any] | None = None  # merged into the row's meta
     extra_attempts: int = 0  # added to max_attempts (a snooze keeps its budget)
 
+    @property
+    def plain_completion(self) -> bool:
+        """Completed with nothing else to write (the ack sends only id and attempt)."""
+        return (
+            self.state == "completed" and self.delay is None and self.error is None
+            and self.meta is None and not self.extra_attempts
+        )  # fmt: skip
+
 
 def _text(value: str, limit: int, *, keep_end: bool = False) -> str:
     """``value`` cut to ``limit`` characters, without NUL (text and jsonb cannot hold it)."""

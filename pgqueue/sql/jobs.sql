@@ -138,10 +138,16 @@ SET state = a.state::{schema}.pgqueue_state,
     errors = CASE WHEN a.error IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(a.error) END,
     meta = CASE WHEN a.meta IS NULL THEN j.meta ELSE j.meta || a.meta END,
     max_attempts = j.max_attempts + a.extra_attempts
-FROM unnest(
-    %(ids)s::bigint[], %(attempts)s::integer[], %(states)s::text[], %(delays)s::float8[],
-    %(errors)s::jsonb[], %(metas)s::jsonb[], %(extra_attempts)s::integer[]
-) AS a(id, attempt, state, delay, error, meta, extra_attempts)
+FROM (
+    -- A batch of plain completions sends only ids and attempts: the other arrays are
+    -- NULL, which unnest pads to NULLs, read here as 'completed' and no extra attempts.
+    SELECT u.id, u.attempt, COALESCE(u.state, 'completed') AS state, u.delay, u.error,
+           u.meta, COALESCE(u.extra_attempts, 0) AS extra_attempts
+    FROM unnest(
+        %(ids)s::bigint[], %(attempts)s::integer[], %(states)s::text[], %(delays)s::float8[],
+        %(errors)s::jsonb[], %(metas)s::jsonb[], %(extra_attempts)s::integer[]
+    ) AS u(id, attempt, state, delay, error, meta, extra_attempts)
+) AS a
 WHERE j.id = a.id
   AND j.state::text = 'executing'
   AND j.attempt = a.attempt
