@@ -120,6 +120,15 @@ class Coordination:
             await conn.execute(self.q.prune_nodes, {"age": age})
             await conn.execute(self.q.prune_cron, {"age": age})
 
+    async def dead_rows(self) -> tuple[int, int, bool]:
+        """(dead rows, live rows, may vacuum) of the jobs table, from the statistics."""
+        table = sql.Identifier(self.schema).as_string() + ".pgqueue_jobs"
+        rows = await self._rows(self.q.jobs_dead_rows, {"table": table})
+        return rows[0] if rows else (0, 0, False)
+
+    async def vacuum_jobs(self) -> None:
+        await self._rows(self.q.vacuum_jobs)
+
     async def db_now(self) -> datetime:
         rows = await self._rows(self.q.db_now)
         return rows[0][0]

@@ -7,7 +7,7 @@ the database confirmed, so a leader cut off from the database stops its duties w
 its lease runs out, before anyone else can take it.
 
 Duties (``LeaderDuty`` subclasses) check ``is_leader()`` before every step: rescue of
-jobs whose node died, pruning of old finished jobs, and cron.
+jobs whose node died, pruning of old finished jobs, vacuuming the jobs table, and cron.
 """
 
 from __future__ import annotations
@@ -159,6 +159,49 @@ class Pruner(LeaderDuty):
                     break
         if self.leader.is_leader():
             await self.coordination.prune_bookkeeping(max(self.ages.values()))
+
+
+class Vacuumer(LeaderDuty):
+    """Vacuums the jobs table when dead rows pile up faster than autovacuum clears them.
+
+    Every claimed job leaves a dead entry at the head of the fetch index until the table
+    is vacuumed, and every claim steps over all of them: with autovacuum off, a worker
+    draining 1,000,000 jobs slowed from 11,700 to 4,800 jobs/s within 80 s, its claim
+    reading 3,000 index pages for ten rows. Autovacuum, when on, wakes once a minute at
+    best; this looks every ``interval`` and vacuums (and analyzes) once the dead rows
+    reach ``min_dead`` and a tenth of the live ones, so a big table is not rescanned for
+    a little churn. A role that does not own the table is told once and left alone.
+    """
+
+    name = "vacuum"
+    fraction = 0.1
+
+    def __init__(
+        self, leader: Leader, coordination: Coordination, *, interval: float, min_dead: int
+    ) -> None:
+        super().__init__(leader, coordination, interval=interval)
+        self.min_dead = min_dead
+        self.vacuums = 0
+        self._refused = False
+
+    async def duty(self) -> None:
+        if self._refused:
+            return
+        dead, live, allowed = await self.coordination.dead_rows()
+        if dead < max(self.min_dead, self.fraction * live):
+            return
+        if not allowed:
+            self._refused = True
+            log.warning(
+                "pgqueue_jobs has %d dead rows but this role does not own it, so it cannot "
+                "vacuum it; claims slow down until autovacuum runs",
+                dead,
+            )
+            return
+        started = time.monotonic()
+        await self.coordination.vacuum_jobs()
+        self.vacuums += 1
+        log.info("vacuumed pgqueue_jobs (%d dead rows) in %.1f s", dead, time.monotonic() - started)
 
 
 class Scheduler(LeaderDuty):

@@ -31,7 +31,7 @@ from ._errors import ConfigError
 from ._executor import Executor
 from ._heartbeat import Heartbeat
 from ._job import QUEUE_NAME, Job
-from ._leader import Leader, Pruner, Rescuer, Scheduler
+from ._leader import Leader, Pruner, Rescuer, Scheduler, Vacuumer
 from ._migrate import check_versions
 from ._notifier import Notifier
 from ._producer import Producer
@@ -60,7 +60,10 @@ class Node:
     and ``heartbeat_expiry`` (30): a node silent for longer is dead and its jobs are
     rescued; ``lease_ttl`` (15) of the leadership; ``rescue_interval`` (5) and
     ``prune_interval`` (60) of the leader's duties. ``prune_ages`` maps a final state to
-    the seconds its jobs are kept. ``cron`` adds entries to those the app registered.
+    the seconds its jobs are kept. ``vacuum_dead_rows`` (50,000; None: never) is how many
+    dead rows (and at least a tenth of the live ones) make the leader vacuum the jobs
+    table, checked every ``rescue_interval``. ``cron`` adds entries to those the app
+    registered.
     """
 
     def __init__(
@@ -79,6 +82,7 @@ class Node:
         rescue_interval: float = 5.0,
         prune_interval: float = 60.0,
         prune_ages: Mapping[str, float] | None = None,
+        vacuum_dead_rows: int | None = 50_000,
         cron: Iterable[_cron.Cron] = (),
     ) -> None:
         self.dsn = resolve_dsn(dsn)
@@ -103,6 +107,15 @@ class Node:
         self.rescue_interval = _positive("rescue_interval", rescue_interval)
         self.prune_interval = _positive("prune_interval", prune_interval)
         self.prune_ages = dict(prune_ages or {})
+        if vacuum_dead_rows is not None and (
+            isinstance(vacuum_dead_rows, bool)
+            or not isinstance(vacuum_dead_rows, int)
+            or vacuum_dead_rows < 1
+        ):
+            raise ConfigError(
+                f"vacuum_dead_rows must be an integer >= 1 or None, got {vacuum_dead_rows!r}"
+            )
+        self.vacuum_dead_rows = vacuum_dead_rows
         self.listen = listen
         self.name = name or default_node_name()
         # Unique per process, so a restarted node never inherits its predecessor's jobs.
@@ -125,6 +138,7 @@ class Node:
         self.leader: Leader | None = None
         self.rescuer: Rescuer | None = None
         self.pruner: Pruner | None = None
+        self.vacuumer: Vacuumer | None = None
         self.scheduler: Scheduler | None = None
         self.handed_back: list[Job] = []
 
@@ -206,6 +220,13 @@ class Node:
         self.pruner = Pruner(
             self.leader, coordination, interval=self.prune_interval, ages=self.prune_ages
         )
+        if self.vacuum_dead_rows is not None:
+            self.vacuumer = Vacuumer(
+                self.leader,
+                coordination,
+                interval=self.rescue_interval,
+                min_dead=self.vacuum_dead_rows,
+            )
         self.scheduler = Scheduler(self.leader, coordination, entries=self.cron_entries)
         self.stager = Stager(engine, interval=self.poll_interval, on_staged=self._wake_queue)
         await self.acker.start()
@@ -221,8 +242,10 @@ class Node:
                 application_name=self.application_name,
             )
             await self.notifier.start()
-        for service in (self.heartbeat, self.leader, self.rescuer, self.pruner, self.scheduler):
-            await service.start()
+        duties = (self.heartbeat, self.leader, self.rescuer, self.pruner, self.vacuumer)
+        for service in (*duties, self.scheduler):
+            if service is not None:
+                await service.start()
         log.info(
             "node %s started: queues %s, schema %s",
             self.id,
@@ -255,7 +278,7 @@ class Node:
         self._stopped = True
         assert self.acker is not None and self.engine is not None and self.coordination is not None
         # 0. Leader duties end first; the lease is released so another node takes over.
-        for duty in (self.scheduler, self.pruner, self.rescuer, self.leader):
+        for duty in (self.scheduler, self.vacuumer, self.pruner, self.rescuer, self.leader):
             if duty is not None:
                 await duty.stop()
         # 1. Stop claiming everywhere at once.

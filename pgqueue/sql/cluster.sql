@@ -113,6 +113,17 @@ WHERE id = ANY (ARRAY(
     FOR UPDATE SKIP LOCKED
 ))
 
+-- name: jobs_dead_rows
+-- Dead and live rows of the jobs table as the statistics count them, and whether this
+-- role may vacuum it (VACUUM of a table one does not own only warns and skips).
+SELECT s.n_dead_tup, s.n_live_tup, pg_has_role(c.relowner, 'USAGE')
+FROM pg_stat_user_tables AS s
+JOIN pg_class AS c ON c.oid = s.relid
+WHERE s.relid = %(table)s::regclass
+
+-- name: vacuum_jobs
+VACUUM (ANALYZE) {schema}.pgqueue_jobs
+
 -- name: prune_nodes
 DELETE FROM {schema}.pgqueue_nodes WHERE expires_at < now() - make_interval(secs => %(age)s)
 

@@ -11,10 +11,13 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
 
 import pgqueue
 from pgqueue import _admin
 from pgqueue._coordination import Coordination
+from pgqueue._leader import Leader, Vacuumer
 from tests.helpers import await_for, job_row, states
 
 FAST: dict[str, Any] = {
@@ -204,6 +207,79 @@ def test_pruner_deletes_only_old_finished_jobs(client, db, dsn, schema) -> None:
     run(main())
     left = {r[0] for r in db.execute("SELECT id FROM pgqueue_jobs")}
     assert left == {ids[2], ids[4], ids[5]}
+
+
+def _dead_rows(dsn: str, schema: str, client, n: int) -> None:
+    """``n`` jobs updated once (``n`` dead rows), on a connection closed at once so its
+    statistics reach pg_stat_user_tables without waiting for an idle flush."""
+    ids = [j.id for j in client.enqueue_many([Quick.new({"i": i}) for i in range(n)])]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL(
+                "UPDATE {} SET state = 'completed', completed_at = now() WHERE id = ANY(%s)"
+            ).format(sql.Identifier(schema, "pgqueue_jobs")),
+            [ids],
+        )
+
+
+def _vacuums(db: psycopg.Connection, schema: str) -> int:
+    return db.execute(
+        "SELECT vacuum_count FROM pg_stat_user_tables WHERE schemaname = %s AND relname = 'pgqueue_jobs'",
+        [schema],
+    ).fetchone()[0]
+
+
+def test_leader_vacuums_the_jobs_table_once_dead_rows_pile_up(client, db, dsn, schema) -> None:
+    before = _vacuums(db, schema)
+    _dead_rows(dsn, schema, client, 400)
+
+    async def main() -> None:
+        async with nodes(dsn, schema, 1, vacuum_dead_rows=100) as (node,):
+            await await_for(lambda: asyncio.sleep(0, node.vacuumer.vacuums >= 1), what="vacuum")
+            assert node.vacuumer.vacuums == 1  # nothing dead left: no second vacuum
+            await asyncio.sleep(1.0)
+            assert node.vacuumer.vacuums == 1
+        async with nodes(dsn, schema, 1, vacuum_dead_rows=None) as (node,):
+            assert node.vacuumer is None
+
+    run(main())
+    assert _vacuums(db, schema) == before + 1
+
+
+def test_vacuum_by_a_role_that_does_not_own_the_table_warns_once(
+    client, db, dsn, schema, caplog
+) -> None:
+    db.execute("DROP ROLE IF EXISTS pgqueue_not_owner")
+    db.execute("CREATE ROLE pgqueue_not_owner LOGIN")
+    db.execute(
+        sql.SQL("GRANT USAGE ON SCHEMA {} TO pgqueue_not_owner").format(sql.Identifier(schema))
+    )
+    _dead_rows(dsn, schema, client, 200)
+
+    async def main() -> Vacuumer:
+        conninfo = psycopg.conninfo.make_conninfo(dsn, user="pgqueue_not_owner")
+        async with AsyncConnectionPool(
+            conninfo, min_size=1, open=False, kwargs={"autocommit": True}
+        ) as pool:
+            coordination = Coordination(pool, schema)
+            leader = Leader(coordination, node="n", ttl=60)
+            leader._valid_until = time.monotonic() + 60  # leadership granted for the test
+            vacuumer = Vacuumer(leader, coordination, interval=1, min_dead=10)
+            await vacuumer.duty()
+            await vacuumer.duty()
+            return vacuumer
+
+    try:
+        with caplog.at_level("WARNING", logger="pgqueue.leader"):
+            vacuumer = run(main())
+    finally:
+        db.execute(
+            sql.SQL("REVOKE ALL ON SCHEMA {} FROM pgqueue_not_owner").format(sql.Identifier(schema))
+        )
+        db.execute("DROP ROLE pgqueue_not_owner")
+    assert vacuumer.vacuums == 0
+    warnings = [r.getMessage() for r in caplog.records if "cannot vacuum" in r.getMessage()]
+    assert len(warnings) == 1 and "does not own" in warnings[0]
 
 
 def test_admin_prune_in_batches(client, db, schema) -> None:

@@ -93,6 +93,9 @@ def test_the_migrated_schema_is_what_the_code_expects(conn: psycopg.Connection) 
             with conn.cursor() as cur, cur.copy(text):
                 pass
             continue
+        if statement.lstrip().startswith("VACUUM"):  # not explainable either: run it
+            conn.execute(text)
+            continue
         params = {p: None for p in re.findall(r"%\((\w+)\)s", text)}
         conn.execute("EXPLAIN " + text, params)
 
