@@ -12,7 +12,7 @@ import psycopg
 
 from pgqueue import _ops
 
-from ._common import Failed, Usage, check_queue, open_schema
+from ._common import Failed, Usage, check_queue, db_options, open_schema, reports_errors
 from ._format import echo_json
 
 Ids = Callable[[psycopg.Connection[Any], str, list[int]], list[int]]
@@ -28,64 +28,61 @@ class Action:
     on_matching: Matching  # (conn, schema, state, queue=, worker=, tag=) -> changed ids
 
 
-def filter_options(verb: str) -> Callable[[Any], Any]:
-    """--queue/--worker/--tag/--dry-run/--json, which go with --state."""
+def command(action: Action, states: tuple[str, ...], state_help: str) -> click.Command:
+    """The whole ``pgqueue <verb>`` command: JOB_IDS, or --state with the filters."""
+    verb = action.verb
 
-    def decorate(fn: Any) -> Any:
-        for option in reversed(
-            [
-                click.option("--queue", default=None, help="With --state: only this queue."),
-                click.option("--worker", default=None, help="With --state: only this worker."),
-                click.option("--tag", default=None, help="With --state: only jobs with this tag."),
-                click.option(
-                    "--dry-run", is_flag=True, help=f"With --state: count what would be {verb}."
-                ),
-                click.option(
-                    "--json", "as_json", is_flag=True, help="Machine-readable output (documented)."
-                ),
-            ]
-        ):
-            fn = option(fn)
-        return fn
-
-    return decorate
-
-
-def run(
-    action: Action,
-    job_ids: tuple[int, ...],
-    dsn: str | None,
-    schema: str,
-    state: str | None,
-    queue: str | None,
-    worker: str | None,
-    tag: str | None,
-    dry_run: bool,
-    as_json: bool,
-) -> None:
-    """Apply ``action`` to JOB_IDS or to every job matching --state and the filters."""
-    if bool(job_ids) == bool(state):
-        raise Usage(f"give job ids or --state (e.g. {action.example}), not both or neither")
-    if (queue or worker or tag or dry_run) and not state:
-        raise Usage("--queue, --worker, --tag and --dry-run go with --state, not with job ids")
-    with open_schema(dsn, schema) as conn:
-        if job_ids:
-            _on_ids(action, conn, schema, list(dict.fromkeys(job_ids)), as_json)
-            return
-        assert state is not None
-        check_queue(conn, schema, queue)
-        if dry_run:
-            n = _ops.count_matching(conn, schema, state, queue=queue, worker=worker, tag=tag)
+    @click.command(
+        name=verb,
+        help=f"{verb.capitalize()} JOB_IDS, or every job matching --state [--queue] [--worker] [--tag].",
+    )
+    @click.argument("job_ids", nargs=-1, type=click.IntRange(min=1))
+    @db_options
+    @click.option("--state", type=click.Choice(states), default=None, help=state_help)
+    @click.option("--queue", default=None, help="With --state: only this queue.")
+    @click.option("--worker", default=None, help="With --state: only this worker.")
+    @click.option("--tag", default=None, help="With --state: only jobs with this tag.")
+    @click.option(
+        "--dry-run", is_flag=True, help=f"With --state: count what would be {action.done}."
+    )
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (documented).")
+    @reports_errors
+    def select(
+        job_ids: tuple[int, ...],
+        dsn: str | None,
+        schema: str,
+        state: str | None,
+        queue: str | None,
+        worker: str | None,
+        tag: str | None,
+        dry_run: bool,
+        as_json: bool,
+    ) -> None:
+        if bool(job_ids) == bool(state):
+            raise Usage(f"give job ids or --state (e.g. {action.example}), not both or neither")
+        if (queue or worker or tag or dry_run) and not state:
+            raise Usage("--queue, --worker, --tag and --dry-run go with --state, not with job ids")
+        with open_schema(dsn, schema) as conn:
+            if job_ids:
+                _on_ids(action, conn, schema, list(dict.fromkeys(job_ids)), as_json)
+                return
+            assert state is not None
+            check_queue(conn, schema, queue)
+            filters = {"queue": queue, "worker": worker, "tag": tag}
+            if dry_run:
+                n = _ops.count_matching(conn, schema, state, **filters)
+                if as_json:
+                    echo_json({f"would_{verb}": n, "state": state})
+                else:
+                    click.echo(f"would {verb} {n} {state} job(s)")
+                return
+            changed = action.on_matching(conn, schema, state, **filters)
             if as_json:
-                echo_json({f"would_{action.verb}": n, "state": state})
+                echo_json({action.done: changed, f"not_{action.done}": {}})
             else:
-                click.echo(f"would {action.verb} {n} {state} job(s)")
-            return
-        changed = action.on_matching(conn, schema, state, queue=queue, worker=worker, tag=tag)
-        if as_json:
-            echo_json({action.done: changed, f"not_{action.done}": {}})
-        else:
-            click.echo(f"{action.done} {len(changed)} {state} job(s)")
+                click.echo(f"{action.done} {len(changed)} {state} job(s)")
+
+    return select
 
 
 def _on_ids(

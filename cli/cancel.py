@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import functools
 
-import click
-
 from pgqueue import _admin, _ops
 
-from ._common import db_options, reports_errors
-from ._selection import Action, filter_options, run
+from ._selection import Action, command
 
 CANCELLABLE_STATES = ("available", "scheduled", "retryable", "executing")
 BATCH = 5_000
@@ -29,27 +26,6 @@ CANCEL = Action(
 )
 
 
-@click.command()
-@click.argument("job_ids", nargs=-1, type=click.IntRange(min=1))
-@db_options
-@click.option(
-    "--state",
-    type=click.Choice(CANCELLABLE_STATES),
-    default=None,
-    help="Cancel every job in this state (with the filters below).",
+cancel = command(
+    CANCEL, CANCELLABLE_STATES, "Cancel every job in this state (with the filters below)."
 )
-@filter_options("cancelled")
-@reports_errors
-def cancel(
-    job_ids: tuple[int, ...],
-    dsn: str | None,
-    schema: str,
-    state: str | None,
-    queue: str | None,
-    worker: str | None,
-    tag: str | None,
-    dry_run: bool,
-    as_json: bool,
-) -> None:
-    """Cancel JOB_IDS, or every job matching --state [--queue] [--worker] [--tag]."""
-    run(CANCEL, job_ids, dsn, schema, state, queue, worker, tag, dry_run, as_json)

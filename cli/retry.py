@@ -8,12 +8,9 @@ id that was not retried is named with the reason.
 
 from __future__ import annotations
 
-import click
-
 from pgqueue import _admin, _ops
 
-from ._common import db_options, reports_errors
-from ._selection import Action, filter_options, run
+from ._selection import Action, command
 
 RETRYABLE_STATES = ("discarded", "cancelled", "retryable", "scheduled", "completed")
 RETRY = Action(
@@ -25,27 +22,4 @@ RETRY = Action(
 )
 
 
-@click.command()
-@click.argument("job_ids", nargs=-1, type=click.IntRange(min=1))
-@db_options
-@click.option(
-    "--state",
-    type=click.Choice(RETRYABLE_STATES),
-    default=None,
-    help="Retry every job in this state (e.g. discarded).",
-)
-@filter_options("retried")
-@reports_errors
-def retry(
-    job_ids: tuple[int, ...],
-    dsn: str | None,
-    schema: str,
-    state: str | None,
-    queue: str | None,
-    worker: str | None,
-    tag: str | None,
-    dry_run: bool,
-    as_json: bool,
-) -> None:
-    """Retry JOB_IDS, or every job matching --state [--queue] [--worker] [--tag]."""
-    run(RETRY, job_ids, dsn, schema, state, queue, worker, tag, dry_run, as_json)
+retry = command(RETRY, RETRYABLE_STATES, "Retry every job in this state (e.g. discarded).")

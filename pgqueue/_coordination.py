@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from ._cron import Cron
@@ -122,8 +121,7 @@ class Coordination:
 
     async def dead_rows(self) -> tuple[int, int, bool]:
         """(dead rows, live rows, may vacuum) of the jobs table, from the statistics."""
-        table = sql.Identifier(self.schema).as_string() + ".pgqueue_jobs"
-        rows = await self._rows(self.q.jobs_dead_rows, {"table": table})
+        rows = await self._rows(self.q.jobs_dead_rows, {"table": self.q.table("pgqueue_jobs")})
         return rows[0] if rows else (0, 0, False)
 
     async def vacuum_jobs(self) -> None:
@@ -142,7 +140,7 @@ class Coordination:
         rows = await self._rows(
             self.q.insert_cron_job,
             {
-                "table": sql.Identifier(self.schema).as_string() + ".pgqueue_jobs",
+                "table": self.q.table("pgqueue_jobs"),
                 "name": entry.name,
                 "slot": slot,
                 "queue": entry.queue,

@@ -18,7 +18,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from psycopg.rows import RowMaker
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
@@ -109,7 +108,7 @@ COPY_FROM = 1000
 
 
 def _reserve_params(q: Queries, specs: Sequence[JobSpec]) -> dict[str, Any]:
-    return {"table": sql.Identifier(q.schema).as_string() + ".pgqueue_jobs", "count": len(specs)}
+    return {"table": q.table("pgqueue_jobs"), "count": len(specs)}
 
 
 def copy_plan(
@@ -258,9 +257,10 @@ def _single_query(q: Queries, spec: JobSpec) -> str:
 
 
 def _single_job(spec: JobSpec, row: Sequence[Any] | None) -> Job:
-    """The job of insert_job_now's (id, inserted_at) or insert_job's fuller row."""
+    """The job of ``_single_query``'s row: insert_job_now's (id, inserted_at), or
+    insert_job's fuller one."""
     assert row is not None
-    if len(row) == 2:
+    if _due_now(spec):
         return _inserted_job(spec, (False, row[0], "available", row[1], row[1]))
     return _inserted_job(spec, row)
 
@@ -404,8 +404,9 @@ class Engine:
 
     async def applied_versions(self, conn: psycopg.AsyncConnection[Any]) -> list[int]:
         """Migration versions recorded in the schema (empty when never migrated)."""
-        table = sql.Identifier(self.schema).as_string() + ".pgqueue_migrations"
-        cur = await conn.execute(self.q.migrations_table_exists, {"table": table})
+        cur = await conn.execute(
+            self.q.migrations_table_exists, {"table": self.q.table("pgqueue_migrations")}
+        )
         row = await cur.fetchone()
         if not row or not row[0]:
             return []

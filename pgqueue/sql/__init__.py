@@ -60,6 +60,10 @@ class Queries:
         except KeyError:
             raise AttributeError(f"no query named {name!r}") from None
 
+    def table(self, name: str) -> str:
+        """``schema.name`` quoted, for a ``%(table)s::regclass`` parameter."""
+        return sql.Identifier(self.schema, name).as_string()
+
     def names(self) -> list[str]:
         return sorted(self._text)
 

@@ -100,7 +100,7 @@ def test_batch_without_unique_jobs_returns_what_was_stored(
     specs[8] = Resize.new({"i": 8}, schedule_in=30.5, meta={"k": [1, "é"], "\\": "\r\n"})
     specs[9] = Resize.new({"i": 9}, scheduled_at=past, queue="q2", priority=9)
     specs[10] = pgqueue.JobSpec.build("by.name", {"i": 10}, max_attempts=3)
-    specs[11] = Resize.new({"i": 11, "s": "tab\there\nline \\N \\ \u00e9 \u2603 \"q\""})
+    specs[11] = Resize.new({"i": 11, "s": 'tab\there\nline \\N \\ \u00e9 \u2603 "q"'})
     if mode == "sync":
         jobs = client.enqueue_many(specs)
     else:
@@ -121,7 +121,7 @@ def test_batch_without_unique_jobs_returns_what_was_stored(
         assert got == want, job.id
     assert jobs[7].state == "scheduled" and jobs[7].scheduled_at == at
     assert jobs[7].tags == ['a"b', "c\\d", "e,f", "t\tn\n"]
-    assert jobs[11].args["s"] == "tab\there\nline \\N \\ \u00e9 \u2603 \"q\""
+    assert jobs[11].args["s"] == 'tab\there\nline \\N \\ \u00e9 \u2603 "q"'
     assert jobs[8].state == "scheduled" and jobs[9].state == "available"
     assert jobs[0].state == "available" and jobs[0].scheduled_at == jobs[0].inserted_at
 
