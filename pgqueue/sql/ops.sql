@@ -28,17 +28,31 @@ WHERE s.schemaname = %(schema)s AND s.tablename = 'pgqueue_jobs' AND s.attname =
 -- Exact counts per queue and state of the given states: index-only scans. Available
 -- rows are counted from the fetch index (queue leads it), every other state from
 -- pgqueue_jobs_state_queue_idx, which leaves available rows out so that the claim can
--- never be planned onto it (migration 0003); each branch repeats its index's predicate
--- so the planner can use it, and the first is cut when available is not asked for.
-SELECT queue, 'available' AS state, count(*) AS jobs
-FROM {schema}.pgqueue_jobs
-WHERE state = 'available' AND 'available' = ANY (%(states)s::text[])
-GROUP BY queue
+-- never be planned onto it (migration 0003). Each branch names its state as a constant,
+-- which is what lets the planner prove it inside an index's predicate; the branches of
+-- states not asked for are cut before they run. (One branch for every state but
+-- available, `state = ANY` on that index, counts the same rows but groups by two keys:
+-- 59 ms against 37 on 1,000,000 rows.)
+SELECT queue, 'available' AS state, count(*) AS jobs FROM {schema}.pgqueue_jobs
+WHERE state = 'available' AND 'available' = ANY (%(states)s::text[]) GROUP BY queue
 UNION ALL
-SELECT queue, state::text, count(*)
-FROM {schema}.pgqueue_jobs
-WHERE state <> 'available' AND state = ANY (%(states)s::text[]::{schema}.pgqueue_state[])
-GROUP BY queue, state
+SELECT queue, 'scheduled', count(*) FROM {schema}.pgqueue_jobs
+WHERE state = 'scheduled' AND 'scheduled' = ANY (%(states)s::text[]) GROUP BY queue
+UNION ALL
+SELECT queue, 'retryable', count(*) FROM {schema}.pgqueue_jobs
+WHERE state = 'retryable' AND 'retryable' = ANY (%(states)s::text[]) GROUP BY queue
+UNION ALL
+SELECT queue, 'executing', count(*) FROM {schema}.pgqueue_jobs
+WHERE state = 'executing' AND 'executing' = ANY (%(states)s::text[]) GROUP BY queue
+UNION ALL
+SELECT queue, 'completed', count(*) FROM {schema}.pgqueue_jobs
+WHERE state = 'completed' AND 'completed' = ANY (%(states)s::text[]) GROUP BY queue
+UNION ALL
+SELECT queue, 'discarded', count(*) FROM {schema}.pgqueue_jobs
+WHERE state = 'discarded' AND 'discarded' = ANY (%(states)s::text[]) GROUP BY queue
+UNION ALL
+SELECT queue, 'cancelled', count(*) FROM {schema}.pgqueue_jobs
+WHERE state = 'cancelled' AND 'cancelled' = ANY (%(states)s::text[]) GROUP BY queue
 
 -- name: ops_sample_jobs
 -- Rows per queue and state of the given states in a block sample of the table (SYSTEM
