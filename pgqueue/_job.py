@@ -146,12 +146,17 @@ class JobSpec:
 
         The common case — ``Worker.new(args)`` — on the path of every bulk enqueue.
         """
-        if args is None:
-            args = {}
-        elif not isinstance(args, Mapping):
-            raise ConfigError(f"args must be a JSON object (a dict), got {type(args).__name__}")
+        if type(args) is not dict:  # the exact type first: an ABC check costs a tenth
+            if args is None:
+                args = {}
+            elif not isinstance(args, Mapping):
+                raise ConfigError(f"args must be a JSON object (a dict), got {type(args).__name__}")
         args = dict(args)
-        return cls(worker, args, _json(args, "args"), queue, priority, max_attempts, (), "{}",
+        try:
+            encoded = _ENCODE(args)
+        except (TypeError, ValueError, RecursionError):
+            encoded = _json(args, "args")  # raises the ConfigError that says why
+        return cls(worker, args, encoded, queue, priority, max_attempts, (), "{}",
                    None, None, unique, {})  # fmt: skip
 
     @classmethod

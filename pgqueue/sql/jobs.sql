@@ -95,9 +95,10 @@ FROM inserted
 -- scheduled_at as the one-statement insert would. Both halves run in one transaction,
 -- so inserted_at (the column default) is this same now(). Ids are not transactional: a
 -- batch that then fails leaves a gap, nothing else.
-SELECT now(), array_agg(nextval(s.seq))
-FROM (SELECT pg_get_serial_sequence(%(table)s, 'id')::regclass) AS s(seq)
-CROSS JOIN generate_series(1, %(count)s)
+-- The sequence is looked up once (OFFSET 0 keeps the planner from folding the lookup
+-- into the per-id expression, which cost 230 ms for 100,000 ids instead of 30).
+SELECT now(), ARRAY(SELECT nextval(s.seq) FROM generate_series(1, %(count)s))
+FROM (SELECT pg_get_serial_sequence(%(table)s, 'id')::regclass OFFSET 0) AS s(seq)
 
 -- name: copy_jobs
 -- The second half: the rows, ids included, through COPY (half the server time of

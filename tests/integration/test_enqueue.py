@@ -100,6 +100,7 @@ def test_batch_without_unique_jobs_returns_what_was_stored(
     specs[8] = Resize.new({"i": 8}, schedule_in=30.5, meta={"k": [1, "é"], "\\": "\r\n"})
     specs[9] = Resize.new({"i": 9}, scheduled_at=past, queue="q2", priority=9)
     specs[10] = pgqueue.JobSpec.build("by.name", {"i": 10}, max_attempts=3)
+    specs[12] = pgqueue.JobSpec.build("odd\\name\twith\ttabs\n\r", {"i": 12}, tags=["x"])
     specs[11] = Resize.new({"i": 11, "s": 'tab\there\nline \\N \\ \u00e9 \u2603 "q"'})
     if mode == "sync":
         jobs = client.enqueue_many(specs)
@@ -122,8 +123,29 @@ def test_batch_without_unique_jobs_returns_what_was_stored(
     assert jobs[7].state == "scheduled" and jobs[7].scheduled_at == at
     assert jobs[7].tags == ['a"b', "c\\d", "e,f", "t\tn\n"]
     assert jobs[11].args["s"] == 'tab\there\nline \\N \\ \u00e9 \u2603 "q"'
+    assert jobs[12].worker == "odd\\name\twith\ttabs\n\r" and jobs[12].tags == ["x"]
     assert jobs[8].state == "scheduled" and jobs[9].state == "available"
     assert jobs[0].state == "available" and jobs[0].scheduled_at == jobs[0].inserted_at
+
+
+def test_a_copy_batch_due_now_stores_every_character(client: pgqueue.Client, db, schema) -> None:
+    # A batch of due jobs leaves state and scheduled_at to the defaults (copy_jobs_now);
+    # its rows are written as COPY text by pgqueue, so every field that can hold a tab,
+    # newline, CR or backslash must arrive exactly, and nothing may shift a column.
+    odd = 'a\tb\nc\rd\\e \\N "q" \u00e9\u2603'
+    specs = [Resize.new({"i": i}) for i in range(COPY_FROM)]
+    specs[1] = Resize.new({"i": 1, odd: odd}, tags=[odd, "{x}"], meta={odd: [odd]})
+    specs[2] = pgqueue.JobSpec.build(odd, {"i": 2}, queue="q.2-x_y", priority=9)
+    jobs = client.enqueue_many(specs)
+    assert [j.args["i"] for j in jobs] == list(range(COPY_FROM))
+    for job in jobs[:4]:
+        row = job_row(db, schema, job.id)
+        assert (row["worker"], row["queue"], row["args"], row["meta"], row["tags"],
+                row["priority"], row["state"]) == (
+            job.worker, job.queue, job.args, job.meta, job.tags, job.priority, "available")  # fmt: skip
+    assert jobs[1].tags == [odd, "{x}"] and jobs[1].meta == {odd: [odd]}
+    assert jobs[2].worker == odd and jobs[2].queue == "q.2-x_y"
+    assert count(db) == COPY_FROM
 
 
 @pytest.mark.parametrize("size", [10, COPY_FROM + 10], ids=["statement", "copy"])
