@@ -149,6 +149,7 @@ class Coordination:
                 "tags": list(entry.tags),
                 "priority": entry.priority,
                 "max_attempts": entry.max_attempts,
+                "channel": self.channel,
             },
         )
         return rows[0][0] if rows else None

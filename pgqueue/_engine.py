@@ -34,7 +34,7 @@ _CONFLICT_ROUNDS = 5
 
 
 def channel(schema: str) -> str:
-    """The LISTEN/NOTIFY channel of a schema's jobs (the insert trigger uses the same)."""
+    """The LISTEN/NOTIFY channel of a schema's jobs, which every insert statement notifies."""
     return f"{schema}.pgqueue_jobs"
 
 
@@ -55,7 +55,7 @@ def _tags_literal(tags: Sequence[str]) -> str:
     return "{" + ",".join(quoted) + "}"
 
 
-def insert_params(specs: Sequence[JobSpec]) -> tuple[dict[str, str], list[str | None]]:
+def insert_params(q: Queries, specs: Sequence[JobSpec]) -> tuple[dict[str, str], list[str | None]]:
     """The ``rows`` document of ``insert_jobs`` for ``specs``, and each spec's unique key."""
     rows: list[list[Any]] = []
     keys: list[str | None] = []
@@ -72,10 +72,10 @@ def insert_params(specs: Sequence[JobSpec]) -> tuple[dict[str, str], list[str | 
             rows.append([s.worker, s.queue, s.args, s.meta, tags, s.priority, s.max_attempts,
                          at, s.schedule_in, key, states_literal(s.unique.states),
                          unique_base(key), period_ms(s.unique)])  # fmt: skip
-    return {"rows": _ENCODE(rows)}, keys
+    return {"rows": _ENCODE(rows), "channel": channel(q.schema)}, keys
 
 
-def plain_params(specs: Sequence[JobSpec]) -> dict[str, Any]:
+def plain_params(q: Queries, specs: Sequence[JobSpec]) -> dict[str, Any]:
     """The parameters of ``insert_jobs_plain``: a batch in which no job is unique.
 
     The document is joined from the JSON each spec already holds (args and meta were
@@ -97,7 +97,7 @@ def plain_params(specs: Sequence[JobSpec]) -> dict[str, Any]:
             tags = _tags_literal(s.tags) if s.tags else "{}"
             tail = _ENCODE([tags, s.priority, s.max_attempts, at, s.schedule_in])[1:]
         parts.append(f"{head},{s.args_json},{s.meta_json},{tail}")
-    return {"rows": "[" + ",".join(parts) + "]", "timed": timed}
+    return {"rows": "[" + ",".join(parts) + "]", "timed": timed, "channel": channel(q.schema)}
 
 
 # A batch of at least this many jobs, none unique, goes through COPY: three round trips
@@ -175,6 +175,11 @@ def _copy_data(
         yield "".join(lines).encode()
 
 
+def _available_queues(jobs: Sequence[Job]) -> list[str]:
+    """The queues a COPY made jobs available in: whose workers its transaction wakes."""
+    return sorted({j.queue for j in jobs if j.state == "available"})
+
+
 @contextlib.contextmanager
 def collector_paused() -> Iterator[None]:
     """A hundred thousand new containers, none in a cycle, would set off several full
@@ -193,7 +198,7 @@ def plain_jobs(specs: Sequence[JobSpec], row: Sequence[Any] | None) -> list[Job]
     order, and (for a batch with scheduled jobs) their scheduled times."""
     if row is None or row[1] is None or len(row[1]) != len(specs):
         raise RuntimeError("insert_jobs_plain did not return one id per job")
-    now, ids, times = row
+    now, ids, times = row[0], row[1], row[2]
     jobs = []
     with collector_paused():
         for i, spec in enumerate(specs):
@@ -271,8 +276,9 @@ def _row_maker(description: Any) -> Callable[[Sequence[Any]], Job]:
     return lambda values: Job(**{n: values[i] for i, n in keep})
 
 
-def _single(spec: JobSpec) -> dict[str, Any]:
+def _single(q: Queries, spec: JobSpec) -> dict[str, Any]:
     params = {
+        "channel": channel(q.schema),
         "queue": spec.queue, "worker": spec.worker, "args": spec.args_json, "meta": spec.meta_json,
         "tags": _tags_literal(spec.tags) if spec.tags else "{}", "priority": spec.priority,
         "max_attempts": spec.max_attempts,
@@ -303,12 +309,12 @@ def insert_jobs(conn: psycopg.Connection[Any], q: Queries, specs: Sequence[JobSp
     """Insert ``specs`` on ``conn`` in one statement (more only for racing unique jobs)."""
     if len(specs) == 1 and specs[0].unique is None:
         with conn.cursor() as cur:
-            cur.execute(_single_query(q, specs[0]), _single(specs[0]))
+            cur.execute(_single_query(q, specs[0]), _single(q, specs[0]))
             return [_single_job(specs[0], cur.fetchone())]
     if all(s.unique is None for s in specs):
         with conn.cursor() as cur:
             if len(specs) < COPY_FROM:
-                cur.execute(q.insert_jobs_plain, plain_params(specs))
+                cur.execute(q.insert_jobs_plain, plain_params(q, specs))
                 return plain_jobs(specs, cur.fetchone())
             # One transaction (the caller's, or one of its own): inserted_at is now().
             with conn.transaction() if conn.autocommit else contextlib.nullcontext():
@@ -319,12 +325,14 @@ def insert_jobs(conn: psycopg.Connection[Any], q: Queries, specs: Sequence[JobSp
                         copy.write(chunk)
                     # Built while the server still works through the rows sent.
                     jobs = plain_jobs(specs, inserted)
+                if woken := _available_queues(jobs):
+                    cur.execute(q.notify_queues, {"channel": channel(q.schema), "queues": woken})
             return jobs
     result: list[Job | None] = [None] * len(specs)
     todo = list(range(len(specs)))
     for _ in range(_CONFLICT_ROUNDS):
         batch = [specs[i] for i in todo]
-        params, keys = insert_params(batch)
+        params, keys = insert_params(q, batch)
         with conn.cursor() as cur:
             cur.execute(q.insert_jobs, params)
             rows = cur.fetchall()
@@ -340,12 +348,12 @@ async def insert_jobs_async(
     """``insert_jobs`` for an ``AsyncConnection``."""
     if len(specs) == 1 and specs[0].unique is None:
         async with conn.cursor() as cur:
-            await cur.execute(_single_query(q, specs[0]), _single(specs[0]))
+            await cur.execute(_single_query(q, specs[0]), _single(q, specs[0]))
             return [_single_job(specs[0], await cur.fetchone())]
     if all(s.unique is None for s in specs):
         async with conn.cursor() as cur:
             if len(specs) < COPY_FROM:
-                await cur.execute(q.insert_jobs_plain, plain_params(specs))
+                await cur.execute(q.insert_jobs_plain, plain_params(q, specs))
                 return plain_jobs(specs, await cur.fetchone())
             async with conn.transaction() if conn.autocommit else contextlib.nullcontext():
                 await cur.execute(q.reserve_job_ids, _reserve_params(q, specs))
@@ -355,12 +363,16 @@ async def insert_jobs_async(
                         for chunk in data:
                             await copy.write(chunk)
                     jobs = plain_jobs(specs, inserted)
+                if woken := _available_queues(jobs):
+                    await cur.execute(
+                        q.notify_queues, {"channel": channel(q.schema), "queues": woken}
+                    )
             return jobs
     result: list[Job | None] = [None] * len(specs)
     todo = list(range(len(specs)))
     for _ in range(_CONFLICT_ROUNDS):
         batch = [specs[i] for i in todo]
-        params, keys = insert_params(batch)
+        params, keys = insert_params(q, batch)
         async with conn.cursor() as cur:
             await cur.execute(q.insert_jobs, params)
             rows = await cur.fetchall()

@@ -154,7 +154,7 @@ SELECT claimed.job_id, 'available', %(queue)s, %(worker)s, %(args)s::jsonb,
        jsonb_build_object('cron', claimed.name, 'cron_slot', claimed.slot),
        %(tags)s::text[], %(priority)s, %(max_attempts)s
 FROM claimed
-RETURNING id
+RETURNING id, pg_notify(%(channel)s, queue)
 
 -- name: queue_controls
 SELECT name, paused, concurrency, updated_at FROM {schema}.pgqueue_queues ORDER BY name

@@ -326,6 +326,21 @@ def test_cron_inserts_exactly_one_job_per_slot(client, db, dsn, schema) -> None:
     assert unmatched == 0
 
 
+def test_a_cron_job_wakes_its_queue(client, db, dsn, schema) -> None:
+    entry = pgqueue.Cron("0 0 1 1 *", Quick.name, name="new-year", queue="cron-q")
+    listener = psycopg.connect(dsn, autocommit=True)
+    listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(f"{schema}.pgqueue_jobs")))
+
+    async def main() -> None:
+        async with nodes(dsn, schema, 1, cron=[entry]) as (node,):
+            slot = (await node.coordination.db_now()).replace(microsecond=0)
+            assert await node.coordination.insert_cron_job(entry, slot) is not None
+
+    run(main())
+    assert "cron-q" in [n.payload for n in listener.notifies(timeout=2.0)]
+    listener.close()
+
+
 def test_pause_is_persisted_and_honoured_by_nodes_started_later(client, db, dsn, schema) -> None:
     client.pause_queue("default")
     job = Quick.enqueue({}, client=client)

@@ -233,6 +233,30 @@ def test_transactional_batch(client: pgqueue.Client, dsn: str, schema: str, db, 
     listener.close()
 
 
+def test_every_insert_path_wakes_exactly_the_queues_it_made_available(
+    client: pgqueue.Client, dsn: str, schema: str, db
+) -> None:
+    # Each insert statement notifies for itself (migration 0004 dropped the trigger):
+    # a due job wakes its queue, a scheduled one does not, a unique job that already
+    # exists inserts nothing and wakes nobody.
+    listener = listen(dsn, schema)
+    past = datetime.now(UTC) - timedelta(minutes=5)
+    Resize.enqueue({"n": 1}, client=client, queue="due-now")  # insert_job_now
+    Resize.enqueue({"n": 2}, client=client, queue="due-past", scheduled_at=past)  # insert_job
+    Resize.enqueue({"n": 3}, client=client, queue="later", schedule_in=3600)
+    Once.enqueue({"id": 1}, client=client, queue="unique")  # insert_jobs
+    assert sorted(notes(listener, 1.0)) == ["due-now", "due-past", "unique"]
+    assert Once.enqueue({"id": 1}, client=client, queue="unique").conflict
+    assert notes(listener, 0.5) == []
+    # Batches: the statement path and COPY, each with a queue of scheduled jobs only.
+    for size in (10, COPY_FROM):
+        specs = [Resize.new({"i": i}, queue=f"batch-{size}") for i in range(size - 1)]
+        specs.append(Resize.new({"i": -1}, queue=f"later-{size}", schedule_in=3600))
+        client.enqueue_many(specs)
+        assert notes(listener, 1.0) == [f"batch-{size}"]
+    listener.close()
+
+
 def test_twenty_threads_racing_one_unique_job_make_one_row(client: pgqueue.Client, db) -> None:
     barrier = threading.Barrier(20)
     results: list[pgqueue.Job] = []
