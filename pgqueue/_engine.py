@@ -100,11 +100,12 @@ def plain_params(q: Queries, specs: Sequence[JobSpec]) -> dict[str, Any]:
     return {"rows": "[" + ",".join(parts) + "]", "timed": timed, "channel": channel(q.schema)}
 
 
-# A batch of at least this many jobs, none unique, goes through COPY: three round trips
-# (reserve, copy, commit) instead of one, which the one-statement insert wins below about
-# a thousand jobs; from there COPY's cheaper rows win (at 5,000 jobs, 159,000 jobs/s
-# against 121,000; at 100,000, 0.65 s against 1.0-1.2 s).
-COPY_FROM = 1000
+# A batch of at least this many jobs, none unique, goes through COPY: five round trips
+# (begin, reserve, copy, notify, commit) instead of one, which the one-statement insert
+# wins below about 350 jobs; from there COPY's cheaper rows win (jobs/s, statement against
+# COPY, on one connection: 200 jobs 134,000 / 122,000; 500: 157,000 / 165,000; 1,000:
+# 151,000 / 174,000; 5,000: 153,000 / 227,000).
+COPY_FROM = 500
 
 
 def _reserve_params(q: Queries, specs: Sequence[JobSpec]) -> dict[str, Any]:
