@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -90,7 +90,7 @@ def due_slots(
     latest slot, and only if it is at most ``grace`` old — a daily job does not fire
     because a node started in the afternoon.
     """
-    floor = now - timedelta(seconds=grace)
+    floor = now.astimezone(UTC) - timedelta(seconds=grace)  # elapsed time, whatever the DST
     if last is not None and last >= floor:
         return slots_between(entry.expression, entry.timezone, last, now)
     slots = slots_between(entry.expression, entry.timezone, floor, now)

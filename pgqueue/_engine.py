@@ -14,7 +14,7 @@ import gc
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import fields, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -22,6 +22,7 @@ from psycopg.rows import RowMaker
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
+from ._errors import ConfigError
 from ._job import Job, JobSpec
 from ._outcomes import Transition
 from ._unique import period_ms, states_literal, unique_base, unique_key
@@ -113,7 +114,7 @@ def _reserve_params(q: Queries, specs: Sequence[JobSpec]) -> dict[str, Any]:
 
 
 def copy_plan(
-    q: Queries, specs: Sequence[JobSpec], reserved: Sequence[Any] | None
+    q: Queries, specs: Sequence[JobSpec], reserved: Sequence[Any] | None, encoding: str
 ) -> tuple[str, Iterator[bytes], tuple[Any, list[int], list[datetime] | None]]:
     """The COPY statement and its data for ``specs``, given reserve_job_ids' row, and the
     row ``plain_jobs`` reads (now, ids, scheduled times or None when every job is due now).
@@ -121,16 +122,23 @@ def copy_plan(
     Each job's state and due time are decided here from the database's now(), exactly
     as insert_jobs_plain decides them in SQL. The data is COPY's text format, written
     here a chunk at a time as the server takes it: psycopg's per-value row formatting
-    cost twice the server's whole COPY.
+    cost twice the server's whole COPY. ``encoding`` is the connection's: the server reads
+    COPY data in the session's client_encoding.
     """
     now, ids = reserved if reserved is not None else (None, None)
     if now is None or ids is None or len(ids) != len(specs):
         raise RuntimeError("reserve_job_ids did not return one id per job")
     ids = sorted(ids)  # nextval hands them out ascending; make input order certain
     if all(s.scheduled_at is None and s.schedule_in is None for s in specs):
-        return q.copy_jobs_now, _copy_data(specs, ids, None, now), (now, ids, None)
-    dues = [s.scheduled_at or now + timedelta(seconds=s.schedule_in or 0) for s in specs]
-    return q.copy_jobs, _copy_data(specs, ids, dues, now), (now, ids, dues)
+        return q.copy_jobs_now, _copy_data(specs, ids, None, now, encoding), (now, ids, None)
+    # Elapsed time, as now() + interval adds it: arithmetic on the session's time zone
+    # would add wall-clock time and move jobs by an hour across a DST change.
+    utc = now.astimezone(UTC)
+    dues = [
+        s.scheduled_at or (utc + timedelta(seconds=s.schedule_in or 0)).astimezone(now.tzinfo)
+        for s in specs
+    ]
+    return q.copy_jobs, _copy_data(specs, ids, dues, now, encoding), (now, ids, dues)
 
 
 # Rows per write: big enough that a write costs little, small enough that the server
@@ -150,7 +158,11 @@ def _copy_field(value: str) -> str:
 
 
 def _copy_data(
-    specs: Sequence[JobSpec], ids: Sequence[int], dues: Sequence[datetime] | None, now: Any
+    specs: Sequence[JobSpec],
+    ids: Sequence[int],
+    dues: Sequence[datetime] | None,
+    now: Any,
+    encoding: str,
 ) -> Iterator[bytes]:
     """copy_jobs_now's rows (``dues`` None) or copy_jobs' rows, a chunk at a time."""
     names: dict[str, str] = {}  # worker and queue names repeat: escape each once
@@ -165,6 +177,13 @@ def _copy_data(
         lines = []
         for i in range(start, min(start + _COPY_CHUNK, len(specs))):
             s = specs[i]
+            if type(s.priority) is not int or type(s.max_attempts) is not int:
+                # Built around the checks (dataclasses.replace): refuse, as the
+                # statement path does, rather than write True as 1.
+                raise ConfigError(
+                    f"priority and max_attempts must be integers, got {s.priority!r} "
+                    f"and {s.max_attempts!r}"
+                )
             tags = _copy_field(_tags_literal(s.tags)) if s.tags else "{}"
             state, tail = ("", "\n") if dues is None else (
                 "scheduled\t" if dues[i] > now else "available\t", f"\t{dues[i].isoformat()}\n"
@@ -173,7 +192,7 @@ def _copy_data(
                 f"{ids[i]}\t{state}{name(s.queue)}\t{name(s.worker)}\t{_copy_field(s.args_json)}\t"
                 f"{_copy_field(s.meta_json)}\t{tags}\t{s.priority:d}\t{s.max_attempts:d}{tail}"
             )
-        yield "".join(lines).encode()
+        yield "".join(lines).encode(encoding)
 
 
 def _available_queues(jobs: Sequence[Job]) -> list[str]:
@@ -320,7 +339,7 @@ def insert_jobs(conn: psycopg.Connection[Any], q: Queries, specs: Sequence[JobSp
             # One transaction (the caller's, or one of its own): inserted_at is now().
             with conn.transaction() if conn.autocommit else contextlib.nullcontext():
                 cur.execute(q.reserve_job_ids, _reserve_params(q, specs))
-                statement, data, inserted = copy_plan(q, specs, cur.fetchone())
+                statement, data, inserted = copy_plan(q, specs, cur.fetchone(), conn.info.encoding)
                 with collector_paused(), cur.copy(statement) as copy:
                     for chunk in data:
                         copy.write(chunk)
@@ -358,7 +377,9 @@ async def insert_jobs_async(
                 return plain_jobs(specs, await cur.fetchone())
             async with conn.transaction() if conn.autocommit else contextlib.nullcontext():
                 await cur.execute(q.reserve_job_ids, _reserve_params(q, specs))
-                statement, data, inserted = copy_plan(q, specs, await cur.fetchone())
+                statement, data, inserted = copy_plan(
+                    q, specs, await cur.fetchone(), conn.info.encoding
+                )
                 async with cur.copy(statement) as copy:
                     with collector_paused():
                         for chunk in data:

@@ -148,6 +148,45 @@ def test_a_copy_batch_due_now_stores_every_character(client: pgqueue.Client, db,
     assert count(db) == COPY_FROM
 
 
+@pytest.mark.parametrize("size", [10, COPY_FROM], ids=["statement", "copy"])
+def test_a_batch_keeps_the_session_encoding_and_elapsed_time(
+    client: pgqueue.Client, dsn: str, db, size: int
+) -> None:
+    # The caller's session may read another client_encoding and time zone. Both paths
+    # must store the same characters, and schedule_in is elapsed time even across a DST
+    # change (220 days from any date crosses one in Paris).
+    later = timedelta(days=220)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SET client_encoding TO 'LATIN1'")
+        conn.execute("SET TimeZone TO 'Europe/Paris'")
+        specs = [
+            pgqueue.JobSpec.build("caf\u00e9.w", {"\u00e9": i}, tags=["\u00e9t\u00e9"],
+                                  schedule_in=later.total_seconds() if i % 2 else None)
+            for i in range(size)
+        ]  # fmt: skip
+        jobs = client.enqueue_many(specs, conn=conn)
+    rows = db.execute(
+        "SELECT worker, tags, args, scheduled_at - inserted_at FROM pgqueue_jobs ORDER BY id"
+    ).fetchall()
+    assert [r[2] for r in rows] == [{"\u00e9": i} for i in range(size)]
+    assert {(r[0], tuple(r[1])) for r in rows} == {("caf\u00e9.w", ("\u00e9t\u00e9",))}
+    assert [r[3] for r in rows] == [later if i % 2 else timedelta(0) for i in range(size)]
+    # (in UTC: Python subtracts two datetimes of one zone as wall-clock times)
+    elapsed = [j.scheduled_at.astimezone(UTC) - j.inserted_at.astimezone(UTC) for j in jobs]
+    assert elapsed == [r[3] for r in rows]
+
+
+def test_a_copy_batch_refuses_a_priority_that_is_not_an_integer(client: pgqueue.Client, db) -> None:
+    # A spec built around the checks (dataclasses.replace) with priority=True: the
+    # statement path's database refuses it; COPY must not write it as 1.
+    specs = [Resize.new({"i": i}) for i in range(COPY_FROM)]
+    specs[5] = dataclasses.replace(specs[5], priority=True)
+    with pytest.raises(ConfigError, match="must be integers"):
+        client.enqueue_many(specs)
+    assert count(db) == 0
+    assert len(client.enqueue_many(specs[:5] + specs[6:])) == COPY_FROM - 1
+
+
 @pytest.mark.parametrize("size", [10, COPY_FROM + 10], ids=["statement", "copy"])
 def test_a_batch_the_database_refuses_inserts_nothing(client: pgqueue.Client, db, size) -> None:
     # Specs are validated when built; one built around the checks fails its CHECK

@@ -75,3 +75,22 @@ def test_bad_entries_fail_at_declaration(kwargs: dict) -> None:
 def test_names_default_to_worker_expression_and_args() -> None:
     a = Cron("* * * * *", "w", {"x": 1})
     assert a.name.startswith("w@* * * * *#") and a.name != Cron("* * * * *", "w", {"x": 2}).name
+
+
+def test_the_grace_window_is_elapsed_time_across_a_dst_change() -> None:
+    # 02:10 after the clocks went back in Paris (01:10 UTC): an hour of grace reaches
+    # 00:10 UTC. Wall-clock arithmetic would reach an hour further back and catch up a
+    # slot older than the grace window.
+    from zoneinfo import ZoneInfo
+
+    paris = ZoneInfo("Europe/Paris")
+    now = datetime(2026, 10, 25, 2, 10, fold=1, tzinfo=paris)
+    assert now.astimezone(UTC) == datetime(2026, 10, 25, 1, 10, tzinfo=UTC)
+    entry = Cron("*/30 * * * *", "w.x")
+    last = datetime(2026, 10, 24, 23, 30, tzinfo=UTC)  # 100 minutes before now
+    slots = due_slots(entry, now, last, grace=3600)
+    assert slots == [
+        datetime(2026, 10, 25, 0, 30, tzinfo=UTC),
+        datetime(2026, 10, 25, 1, 0, tzinfo=UTC),
+    ]
+    assert all(now - s <= timedelta(hours=1) for s in slots)
