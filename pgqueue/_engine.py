@@ -195,9 +195,10 @@ def _copy_data(
         yield "".join(lines).encode(encoding)
 
 
-def _available_queues(jobs: Sequence[Job]) -> list[str]:
-    """The queues a COPY made jobs available in: whose workers its transaction wakes."""
-    return sorted({j.queue for j in jobs if j.state == "available"})
+def _wake_params(q: Queries, jobs: Sequence[Job]) -> dict[str, Any] | None:
+    """notify_queues' parameters for the queues a COPY gave available jobs (None: none)."""
+    queues = sorted({j.queue for j in jobs if j.state == "available"})
+    return {"channel": channel(q.schema), "queues": queues} if queues else None
 
 
 @contextlib.contextmanager
@@ -340,13 +341,13 @@ def insert_jobs(conn: psycopg.Connection[Any], q: Queries, specs: Sequence[JobSp
             with conn.transaction() if conn.autocommit else contextlib.nullcontext():
                 cur.execute(q.reserve_job_ids, _reserve_params(q, specs))
                 statement, data, inserted = copy_plan(q, specs, cur.fetchone(), conn.info.encoding)
-                with collector_paused(), cur.copy(statement) as copy:
+                with cur.copy(statement) as copy:
                     for chunk in data:
                         copy.write(chunk)
                     # Built while the server still works through the rows sent.
                     jobs = plain_jobs(specs, inserted)
-                if woken := _available_queues(jobs):
-                    cur.execute(q.notify_queues, {"channel": channel(q.schema), "queues": woken})
+                if (wake := _wake_params(q, jobs)) is not None:
+                    cur.execute(q.notify_queues, wake)
             return jobs
     result: list[Job | None] = [None] * len(specs)
     todo = list(range(len(specs)))
@@ -381,14 +382,11 @@ async def insert_jobs_async(
                     q, specs, await cur.fetchone(), conn.info.encoding
                 )
                 async with cur.copy(statement) as copy:
-                    with collector_paused():
-                        for chunk in data:
-                            await copy.write(chunk)
+                    for chunk in data:
+                        await copy.write(chunk)
                     jobs = plain_jobs(specs, inserted)
-                if woken := _available_queues(jobs):
-                    await cur.execute(
-                        q.notify_queues, {"channel": channel(q.schema), "queues": woken}
-                    )
+                if (wake := _wake_params(q, jobs)) is not None:
+                    await cur.execute(q.notify_queues, wake)
             return jobs
     result: list[Job | None] = [None] * len(specs)
     todo = list(range(len(specs)))

@@ -242,8 +242,14 @@ class Node:
                 application_name=self.application_name,
             )
             await self.notifier.start()
-        duties = (self.heartbeat, self.leader, self.rescuer, self.pruner, self.vacuumer)
-        for service in (*duties, self.scheduler):
+        for service in (
+            self.heartbeat,
+            self.leader,
+            self.rescuer,
+            self.pruner,
+            self.vacuumer,
+            self.scheduler,
+        ):
             if service is not None:
                 await service.start()
         log.info(

@@ -4,6 +4,12 @@
 id, state, queue, worker, args, meta, tags, errors, attempt, max_attempts, priority,
 inserted_at, scheduled_at, attempted_at, completed_at, discarded_at, cancelled_at, attempted_by
 
+-- name: wake_inserted_fragment
+-- One notification per queue that the CTE `inserted` (id, state, queue, ...) gave
+-- available jobs; Postgres delivers them when the transaction commits. One row.
+SELECT count(pg_notify(%(channel)s, a.queue))
+FROM (SELECT DISTINCT queue FROM inserted WHERE state = 'available') AS a
+
 -- name: insert_jobs
 -- One statement for one job or a hundred thousand. The batch is one JSON document, an
 -- array of rows in input order: [worker, queue, args, meta, tags (a text[] literal),
@@ -45,8 +51,7 @@ WITH input AS (
     ON CONFLICT DO NOTHING
     RETURNING id, state, inserted_at, scheduled_at, unique_key, queue
 ), woken AS (
-    SELECT count(pg_notify(%(channel)s, a.queue))
-    FROM (SELECT DISTINCT queue FROM inserted WHERE state = 'available') AS a
+    {wake_inserted_fragment}
 )
 -- Inserted rows come back lean (the client knows the rest: it sent it); rows that were
 -- already there come back whole.
@@ -91,8 +96,7 @@ WITH inserted AS (
 )
 SELECT now(), array_agg(id ORDER BY id),
        array_agg(scheduled_at ORDER BY id) FILTER (WHERE %(timed)s),
-       (SELECT count(pg_notify(%(channel)s, a.queue))
-        FROM (SELECT DISTINCT queue FROM inserted WHERE state = 'available') AS a)
+       ({wake_inserted_fragment})
 FROM inserted
 
 -- name: reserve_job_ids
