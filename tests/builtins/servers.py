@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -23,10 +24,39 @@ from tests.helpers import wait_for
 VENV_BIN = Path(sys.executable).parent
 
 
+_handed_out: set[int] = set()
+
+
+def _ephemeral_floor() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on, below the kernel's ephemeral range.
+
+    A port the kernel hands out (bind to 0) can be taken again, between this check and
+    the server's own bind, as the source port of any outgoing connection of the test
+    session (SeaweedFS once failed on exactly that); below the range only another
+    listener can take it, and no port is handed out twice in a session.
+    """
+    rng = random.Random()
+    floor = _ephemeral_floor()
+    for _ in range(1000):
+        port = rng.randrange(max(1024, floor - 15000), floor)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def port_open(port: int) -> bool:
