@@ -18,9 +18,13 @@ NAME = "pgqueue"
 VENV = None  # the bench's own interpreter
 SCHEMA = "bench"
 INSTALLED_TABLE = f"{SCHEMA}.pgqueue_jobs"
+# The drain poll (every 0.2 s) counts through the two partial indexes that hold exactly
+# these states. Written as one IN list, the planner had no index for it and ran a
+# parallel scan of the whole table: on W4's 2,000,000 rows, 80 ms and three processes
+# out of every 200 ms, taken from the worker it was timing (W4 read 0.63 of W2 for it).
 UNFINISHED_SQL = (
-    f"SELECT count(*) FROM {SCHEMA}.pgqueue_jobs "
-    "WHERE state IN ('available', 'executing', 'retryable')"
+    f"SELECT (SELECT count(*) FROM {SCHEMA}.pgqueue_jobs WHERE state = 'available') "
+    f"+ (SELECT count(*) FROM {SCHEMA}.pgqueue_jobs WHERE state IN ('executing', 'retryable'))"
 )
 RESET_SQL = [f"TRUNCATE {SCHEMA}.pgqueue_jobs RESTART IDENTITY"]
 TABLE = f"{SCHEMA}.pgqueue_jobs"
