@@ -10,7 +10,6 @@ one result reader, and a two-line execute for each kind of connection.
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import fields, replace
@@ -23,7 +22,7 @@ from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
 from ._errors import ConfigError
-from ._job import Job, JobSpec
+from ._job import Job, JobSpec, collector_paused
 from ._outcomes import Transition
 from ._unique import period_ms, states_literal, unique_base, unique_key
 from .sql import Queries, queries
@@ -199,19 +198,6 @@ def _wake_params(q: Queries, jobs: Sequence[Job]) -> dict[str, Any] | None:
     """notify_queues' parameters for the queues a COPY gave available jobs (None: none)."""
     queues = sorted({j.queue for j in jobs if j.state == "available"})
     return {"channel": channel(q.schema), "queues": queues} if queues else None
-
-
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """A hundred thousand new containers, none in a cycle, would set off several full
-    collections of the caller's heap on the way; the collector waits for the batch."""
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if paused:
-            gc.enable()
 
 
 def plain_jobs(specs: Sequence[JobSpec], row: Sequence[Any] | None) -> list[Job]:

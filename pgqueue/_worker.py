@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from . import _registry
 from ._backoff import backoff_seconds
 from ._errors import ConfigError
-from ._job import QUEUE_NAME, Job, JobSpec
+from ._job import QUEUE_NAME, Job, JobSpec, collector_paused
 from ._unique import Unique
 
 if TYPE_CHECKING:
@@ -103,6 +103,57 @@ class Worker:
             schedule_in=schedule_in,
             unique=cls.unique if unique is _MISSING else unique,
         )
+
+    @classmethod
+    def new_many(
+        cls, args_list: Iterable[Mapping[str, Any] | None], **options: Any
+    ) -> list[JobSpec]:
+        """``new`` for every args in ``args_list``, each with the same ``options``.
+
+        The specs are built with the garbage collector paused: a hundred thousand new
+        specs would otherwise set off full collections of the caller's heap, which took as
+        long as building them (0.12 s of 0.23 s for 100,000)."""
+        with collector_paused():
+            if options:
+                return [cls.new(args, **options) for args in args_list]
+            name, queue, priority, attempts, unique = (
+                cls.name, cls.queue, cls.priority, cls.max_attempts, cls.unique
+            )  # fmt: skip
+            build = JobSpec.with_defaults
+            return [build(name, args, queue, priority, attempts, unique) for args in args_list]
+
+    @classmethod
+    def enqueue_many(
+        cls,
+        args_list: Iterable[Mapping[str, Any] | None],
+        *,
+        client: Client | None = None,
+        conn: psycopg.Connection[Any] | None = None,
+        **options: Any,
+    ) -> list[Job]:
+        """Insert one job per args, all with the same options, as one batch (one
+        statement, or COPY from 500 jobs); with ``conn``, inside the caller's transaction.
+        Returns the jobs in order; a bad args fails the whole batch before anything is sent.
+        """
+        from ._client import default_client
+
+        specs = cls.new_many(args_list, **options)
+        return (client or default_client()).enqueue_many(specs, conn=conn)
+
+    @classmethod
+    async def enqueue_many_async(
+        cls,
+        args_list: Iterable[Mapping[str, Any] | None],
+        *,
+        client: Client | None = None,
+        conn: psycopg.AsyncConnection[Any] | None = None,
+        **options: Any,
+    ) -> list[Job]:
+        """``enqueue_many`` for asyncio code; ``conn`` is the caller's ``AsyncConnection``."""
+        from ._client import default_client
+
+        specs = cls.new_many(args_list, **options)
+        return await (client or default_client()).enqueue_many_async(specs, conn=conn)
 
     @classmethod
     def enqueue(

@@ -195,6 +195,10 @@ class Bench:
                     name, "w1_single_sync", workloads.w1_single, system, s["w1_single"], "sync"
                 )
             self.measure(name, "w1_bulk", workloads.w1_bulk, system, s["w1_bulk"])
+            if hasattr(system.adapter, "insert_bulk_specs"):
+                self.measure(
+                    name, "w1_bulk_specs", workloads.w1_bulk, system, s["w1_bulk"], "specs"
+                )
         if "W2" in only:
             kinds = system.kinds if name == "pgqueue" else ("async",)
             configs = [(k, c, p) for k in kinds for c, p in ((10, 1), (100, 1), (10, 2))]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -207,6 +208,78 @@ def test_non_json_args_insert_nothing(client: pgqueue.Client, db) -> None:
     with pytest.raises(ConfigError, match="args must be JSON-serialisable"):
         Resize.enqueue({"when": datetime.now()}, client=client)
     assert count(db) == 0
+
+
+@pytest.mark.parametrize("size", [3, COPY_FROM + 5], ids=["statement", "copy"])
+def test_a_worker_enqueues_a_list_of_args(client: pgqueue.Client, db, schema, size) -> None:
+    # Worker.enqueue_many: the class's defaults, or the same options for every job;
+    # the specs are built with the collector paused, which is left as it was found.
+    args = [{"n": i} for i in range(size)]
+    jobs = Resize.enqueue_many(args, client=client)
+    assert [j.args for j in jobs] == args and gc.isenabled()
+    assert {(j.worker, j.queue, j.priority, j.max_attempts, j.state) for j in jobs} == {
+        (Resize.name, "media", 2, 7, "available")
+    }
+    rows = db.execute("SELECT id, args FROM pgqueue_jobs ORDER BY id").fetchall()
+    assert rows == [(j.id, a) for j, a in zip(jobs, args, strict=True)]
+    later = Resize.enqueue_many(
+        [{"n": -1}, None], client=client, queue="other", priority=0, tags=["t"], schedule_in=60
+    )
+    assert [(j.args, j.queue, j.priority, j.tags, j.state) for j in later] == [
+        ({"n": -1}, "other", 0, ["t"], "scheduled"),
+        ({}, "other", 0, ["t"], "scheduled"),
+    ]
+    assert count(db) == size + 2
+
+
+def test_a_worker_list_with_one_bad_args_inserts_nothing(client: pgqueue.Client, db) -> None:
+    gc.disable()
+    try:
+        with pytest.raises(ConfigError, match="args must be JSON-serialisable"):
+            Resize.enqueue_many(
+                [{"n": i} for i in range(COPY_FROM)] + [{"bad": {1}}], client=client
+            )
+        assert not gc.isenabled()  # a caller's paused collector stays paused
+    finally:
+        gc.enable()
+    with pytest.raises(ConfigError, match="args must be a JSON object"):
+        Resize.enqueue_many([{"n": 1}, ["not", "a", "dict"]], client=client)  # type: ignore[list-item]
+    with pytest.raises(ConfigError, match="priority"):
+        Resize.enqueue_many([{"n": 1}], client=client, priority=10)
+    assert count(db) == 0 and gc.isenabled()
+
+
+def test_a_worker_list_inside_the_callers_transactions(
+    client: pgqueue.Client, dsn: str, schema: str, db
+) -> None:
+    listener = listen(dsn, schema)
+    with psycopg.connect(dsn) as conn:
+        Resize.enqueue_many([{"n": i} for i in range(COPY_FROM)], client=client, conn=conn)
+        assert count(db) == 0 and notes(listener, 0.3) == []
+        conn.rollback()
+        Resize.enqueue_many([{"n": 1}, {"n": 2}], client=client, conn=conn)
+        conn.commit()
+    assert count(db) == 2 and notes(listener, 2.0)[:1] == ["media"]
+
+    async def main() -> list[pgqueue.Job]:
+        async with await psycopg.AsyncConnection.connect(dsn) as aconn:
+            await Resize.enqueue_many_async([{"n": 3}], client=client, conn=aconn)
+            await aconn.rollback()
+            await Resize.enqueue_many_async([{"n": 4}], client=client, conn=aconn)
+            await aconn.commit()
+        jobs = await Resize.enqueue_many_async(
+            [{"n": i} for i in range(5, 5 + COPY_FROM)], client=client
+        )
+        await client.aclose()
+        return jobs
+
+    jobs = asyncio.run(main())
+    assert len(jobs) == COPY_FROM and jobs[0].args == {"n": 5}
+    assert sorted(r[0] for r in db.execute("SELECT (args->>'n')::int FROM pgqueue_jobs"))[:3] == [
+        1, 2, 4,
+    ]  # fmt: skip
+    assert count(db) == 3 + COPY_FROM
+    listener.close()
 
 
 def listen(dsn: str, schema: str) -> psycopg.Connection:
