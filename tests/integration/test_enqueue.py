@@ -232,6 +232,19 @@ def test_a_worker_enqueues_a_list_of_args(client: pgqueue.Client, db, schema, si
     assert count(db) == size + 2
 
 
+def test_a_worker_list_goes_through_an_overridden_new(client: pgqueue.Client) -> None:
+    class Stamped(Resize):
+        name = "tests.stamped"
+
+        @classmethod
+        def new(cls, args=None, **options):  # type: ignore[no-untyped-def, override]
+            return super().new({**(args or {}), "stamp": 1}, **options)
+
+    assert [j.args for j in Stamped.enqueue_many([{"n": 1}], client=client)] == [
+        {"n": 1, "stamp": 1}
+    ]
+
+
 def test_a_worker_list_with_one_bad_args_inserts_nothing(client: pgqueue.Client, db) -> None:
     gc.disable()
     try:
