@@ -2,7 +2,8 @@
 
 A subclass registers itself as ``"<module>.<ClassName>"`` (or its ``name``) when its
 module is imported. Class attributes are the defaults of its jobs; ``new`` builds an
-insert request and ``enqueue`` / ``enqueue_async`` insert one through a ``Client``.
+insert request and ``enqueue`` / ``enqueue_async`` insert one through a ``Client``;
+``enqueue_many`` / ``enqueue_many_async`` insert one per args of a list, as one batch.
 """
 
 from __future__ import annotations
