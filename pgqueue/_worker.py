@@ -115,13 +115,7 @@ class Worker:
         specs would otherwise set off full collections of the caller's heap, which took as
         long as building them (0.12 s of 0.23 s for 100,000)."""
         with collector_paused():
-            if options or cls.new.__func__ is not Worker.new.__func__:  # type: ignore[attr-defined]
-                return [cls.new(args, **options) for args in args_list]
-            name, queue, priority, attempts, unique = (
-                cls.name, cls.queue, cls.priority, cls.max_attempts, cls.unique
-            )  # fmt: skip
-            build = JobSpec.with_defaults
-            return [build(name, args, queue, priority, attempts, unique) for args in args_list]
+            return [cls.new(args, **options) for args in args_list]
 
     @classmethod
     def enqueue_many(
