@@ -69,7 +69,9 @@ SELECT true AS conflict, j.id, j.state, j.inserted_at, j.scheduled_at, j.unique_
        j.priority, j.attempted_at, j.completed_at, j.discarded_at, j.cancelled_at,
        j.attempted_by
 FROM input AS i
-JOIN {schema}.pgqueue_jobs AS j ON j.unique_active && i.window_range
+JOIN {schema}.pgqueue_jobs AS j
+  ON j.unique_range && i.window_range AND j.unique_range IS NOT NULL
+     AND j.state = ANY (j.unique_states)
 WHERE i.window_range IS NOT NULL
 
 -- name: insert_jobs_plain
@@ -269,7 +271,8 @@ WITH target AS (
       AND (
           EXISTS (
               SELECT 1 FROM {schema}.pgqueue_jobs AS o
-              WHERE o.unique_active && t.unique_range AND o.id <> t.id
+              WHERE o.unique_range && t.unique_range AND o.id <> t.id
+                AND o.unique_range IS NOT NULL AND o.state = ANY (o.unique_states)
           )
           OR EXISTS (
               SELECT 1 FROM target AS u

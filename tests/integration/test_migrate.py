@@ -141,3 +141,72 @@ def test_unmigrated_schema_says_run_migrate(conn: psycopg.Connection) -> None:
     schema = fresh(conn, "mig_never")
     with pytest.raises(NotMigrated, match="run `pgqueue migrate --schema mig_never`"):
         _migrate.check_migrated(conn, schema)
+
+
+def _migrate_to(conn: psycopg.Connection, schema: str, version: int) -> None:
+    """Bring a new schema to ``version`` as an older pgqueue would have left it."""
+    q = queries(schema)
+    with conn.transaction():
+        conn.execute(q.create_schema)
+        conn.execute(q.create_migrations_table)
+        for m in _migrate.available()[:version]:
+            conn.execute(q.set_migration_search_path, {"search_path": f'"{schema}", pg_catalog'})
+            conn.execute(m.sql.encode())
+            conn.execute(q.record_migration, {"version": m.version, "name": m.name})
+
+
+def test_0005_upgrades_a_populated_table_in_place_and_keeps_every_rule(
+    conn: psycopg.Connection,
+) -> None:
+    # 0005 moves the row checks into domains and the uniqueness window from a generated
+    # column into the exclusion constraint's predicate. On a table with jobs in it: no
+    # rewrite of the table (the two indexes holding queue are rebuilt), every row as it
+    # was, and the same rules after.
+    schema = fresh(conn, "mig_0005")
+    _migrate_to(conn, schema, 4)
+    jobs = sql.Identifier(schema, "pgqueue_jobs")
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {} (worker, queue, priority, attempt, max_attempts, unique_key,"
+            " unique_states, unique_range, state) VALUES"
+            " ('w', 'q', 9, 0, 1, NULL, NULL, NULL, 'available'),"
+            " ('w', 'q', 0, 3, 20, 'k', '{{available,scheduled}}', numrange(10, 20), 'available'),"
+            " ('w', 'q', 0, 1, 20, 'k', '{{available,scheduled}}', numrange(10, 20), 'completed')"
+        ).format(jobs)
+    )
+    columns = sql.SQL(
+        "id, state, queue, worker, priority, attempt, max_attempts, unique_key, unique_range"
+    )
+    before = conn.execute(sql.SQL("SELECT {} FROM {} ORDER BY id").format(columns, jobs)).fetchall()
+    files = "SELECT relname, relfilenode FROM pg_class WHERE relnamespace = %s::regnamespace AND relname IN ('pgqueue_jobs', 'pgqueue_jobs_pkey', 'pgqueue_jobs_stage_idx')"
+    storage = conn.execute(files, [schema]).fetchall()
+
+    assert [m.version for m in _migrate.migrate(conn, schema)] == [5]
+
+    assert conn.execute(files, [schema]).fetchall() == storage
+    after = conn.execute(sql.SQL("SELECT {} FROM {} ORDER BY id").format(columns, jobs)).fetchall()
+    assert after == before and isinstance(after[0][4], int) and isinstance(after[0][2], str)
+    insert = sql.SQL(
+        "INSERT INTO {} (worker, queue, priority, attempt, max_attempts) VALUES (%s, %s, %s, %s, %s)"
+    ).format(jobs)
+    for bad, name in [
+        (("w", "q", 10, 0, 20), "pgqueue_jobs_priority_range"),
+        (("w", "q", 0, -1, 20), "pgqueue_jobs_attempt_range"),
+        (("w", "q", 0, 0, 0), "pgqueue_jobs_max_attempts_range"),
+        (("w", "", 0, 0, 20), "pgqueue_jobs_queue_length"),
+        (("x" * 256, "q", 0, 0, 20), "pgqueue_jobs_worker_length"),
+    ]:
+        with pytest.raises(psycopg.errors.CheckViolation, match=name):
+            conn.execute(insert, bad)
+    live_window = sql.SQL(
+        "INSERT INTO {} (worker, unique_key, unique_states, unique_range, state)"
+        " VALUES ('w', 'k', '{{available}}', numrange(15, 25), %s)"
+    ).format(jobs)
+    with pytest.raises(psycopg.errors.ExclusionViolation, match="pgqueue_jobs_unique"):
+        conn.execute(live_window, ["available"])
+    conn.execute(live_window, ["completed"])  # outside its unique states: no window
+    # The live job leaves its unique states: its window is free again.
+    conn.execute(
+        sql.SQL("UPDATE {} SET state = 'completed' WHERE id = %s").format(jobs), [before[1][0]]
+    )
+    conn.execute(live_window, ["available"])
