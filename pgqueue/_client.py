@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -187,6 +187,21 @@ class Client:
         pool = await self.apool()
         async with pool.connection() as c:
             return await _engine.insert_jobs_async(c, self.queries, specs)
+
+    def _copy_many(
+        self, count: int, chunks: Iterable[Sequence[JobSpec]], due_now: bool
+    ) -> list[Job]:
+        """``Worker.enqueue_many``'s streamed batch: ``count`` jobs, none unique, whose
+        specs arrive in ``chunks`` as the COPY takes them (see ``_engine.copy_jobs``)."""
+        with self.pool().connection() as c:
+            return _engine.copy_jobs(c, self.queries, count, chunks, due_now)
+
+    async def _copy_many_async(
+        self, count: int, chunks: Iterable[Sequence[JobSpec]], due_now: bool
+    ) -> list[Job]:
+        pool = await self.apool()
+        async with pool.connection() as c:
+            return await _engine.copy_jobs_async(c, self.queries, count, chunks, due_now)
 
     # ---- queue control and cancellation (every node, through the database) ---------
 

@@ -108,41 +108,30 @@ def plain_params(q: Queries, specs: Sequence[JobSpec]) -> dict[str, Any]:
 COPY_FROM = 500
 
 
-def _reserve_params(q: Queries, specs: Sequence[JobSpec]) -> dict[str, Any]:
-    return {"table": q.table("pgqueue_jobs"), "count": len(specs)}
+def _reserve_params(q: Queries, count: int) -> dict[str, Any]:
+    return {"table": q.table("pgqueue_jobs"), "count": count}
 
 
-def copy_plan(
-    q: Queries, specs: Sequence[JobSpec], reserved: Sequence[Any] | None, encoding: str
-) -> tuple[str, Iterator[bytes], tuple[Any, list[int], list[datetime] | None]]:
-    """The COPY statement and its data for ``specs``, given reserve_job_ids' row, and the
-    row ``plain_jobs`` reads (now, ids, scheduled times or None when every job is due now).
+def _due_now(spec: JobSpec) -> bool:
+    return spec.scheduled_at is None and spec.schedule_in is None
 
-    Each job's state and due time are decided here from the database's now(), exactly
-    as insert_jobs_plain decides them in SQL. The data is COPY's text format, written
-    here a chunk at a time as the server takes it: psycopg's per-value row formatting
-    cost twice the server's whole COPY. ``encoding`` is the connection's: the server reads
-    COPY data in the session's client_encoding.
-    """
-    now, ids = reserved if reserved is not None else (None, None)
-    if now is None or ids is None or len(ids) != len(specs):
-        raise RuntimeError("reserve_job_ids did not return one id per job")
-    ids = sorted(ids)  # nextval hands them out ascending; make input order certain
-    if all(s.scheduled_at is None and s.schedule_in is None for s in specs):
-        return q.copy_jobs_now, _copy_data(specs, ids, None, now, encoding), (now, ids, None)
-    # Elapsed time, as now() + interval adds it: arithmetic on the session's time zone
-    # would add wall-clock time and move jobs by an hour across a DST change.
+
+def _dues(specs: Sequence[JobSpec], now: datetime) -> list[datetime]:
+    """Each job's due time from the database's now(), as insert_jobs_plain computes it.
+
+    Elapsed time, as now() + interval adds it: arithmetic on the session's time zone would
+    add wall-clock time and move jobs by an hour across a DST change."""
     utc = now.astimezone(UTC)
-    dues = [
+    return [
         s.scheduled_at or (utc + timedelta(seconds=s.schedule_in or 0)).astimezone(now.tzinfo)
         for s in specs
     ]
-    return q.copy_jobs, _copy_data(specs, ids, dues, now, encoding), (now, ids, dues)
 
 
 # Rows per write: big enough that a write costs little, small enough that the server
-# starts on the first rows while the rest are formatted.
-_COPY_CHUNK = 4096
+# starts on the first rows while the rest are formatted (or, from Worker.enqueue_many,
+# still being built).
+COPY_CHUNK = 4096
 
 
 def _copy_field(value: str) -> str:
@@ -156,26 +145,44 @@ def _copy_field(value: str) -> str:
             .replace("\n", "\\n").replace("\r", "\\r"))  # fmt: skip
 
 
-def _copy_data(
-    specs: Sequence[JobSpec],
-    ids: Sequence[int],
-    dues: Sequence[datetime] | None,
-    now: Any,
-    encoding: str,
-) -> Iterator[bytes]:
-    """copy_jobs_now's rows (``dues`` None) or copy_jobs' rows, a chunk at a time."""
-    names: dict[str, str] = {}  # worker and queue names repeat: escape each once
+class CopyRows:
+    """The rows of one COPY of ``count`` jobs, formatted a chunk of specs at a time.
 
-    def name(value: str) -> str:
-        escaped = names.get(value)
+    Given reserve_job_ids' row (now() and the ids), each job's id, state and due time are
+    decided here exactly as insert_jobs_plain decides them in SQL. The data is COPY's text
+    format, written by hand: psycopg's per-value row formatting cost twice the server's
+    whole COPY. ``due_now``: every job is due now (copy_jobs_now, which leaves state and
+    scheduled_at to their defaults and spares the server parsing them, a fifth of its
+    time); the caller guarantees it. ``encoding`` is the connection's: the server reads
+    COPY data in the session's client_encoding.
+    """
+
+    def __init__(self, count: int, reserved: Sequence[Any] | None, due_now: bool, encoding: str):
+        now, ids = reserved if reserved is not None else (None, None)
+        if now is None or ids is None or len(ids) != count:
+            raise RuntimeError("reserve_job_ids did not return one id per job")
+        self.now = now
+        self.ids = sorted(ids)  # nextval hands them out ascending; make input order certain
+        self.due_now = due_now
+        self.specs: list[JobSpec] = []
+        self.dues: list[datetime] | None = None if due_now else []
+        self._encoding = encoding
+        self._names: dict[str, str] = {}  # worker and queue names repeat: escape each once
+
+    def _name(self, value: str) -> str:
+        escaped = self._names.get(value)
         if escaped is None:
-            escaped = names[value] = _copy_field(value)
+            escaped = self._names[value] = _copy_field(value)
         return escaped
 
-    for start in range(0, len(specs), _COPY_CHUNK):
+    def chunk(self, specs: Sequence[JobSpec]) -> bytes:
+        """copy_jobs_now's rows (``due_now``) or copy_jobs' rows for the next ``specs``."""
+        offset, now, ids, name = len(self.specs), self.now, self.ids, self._name
+        if offset + len(specs) > len(ids):
+            raise RuntimeError("more jobs than ids reserved for them")
+        dues = None if self.dues is None else _dues(specs, now)
         lines = []
-        for i in range(start, min(start + _COPY_CHUNK, len(specs))):
-            s = specs[i]
+        for i, s in enumerate(specs):
             if type(s.priority) is not int or type(s.max_attempts) is not int:
                 # Built around the checks (dataclasses.replace): refuse, as the
                 # statement path does, rather than write True as 1.
@@ -188,10 +195,72 @@ def _copy_data(
                 "scheduled\t" if dues[i] > now else "available\t", f"\t{dues[i].isoformat()}\n"
             )  # fmt: skip
             lines.append(
-                f"{ids[i]}\t{state}{name(s.queue)}\t{name(s.worker)}\t{_copy_field(s.args_json)}\t"
-                f"{_copy_field(s.meta_json)}\t{tags}\t{s.priority:d}\t{s.max_attempts:d}{tail}"
+                f"{ids[offset + i]}\t{state}{name(s.queue)}\t{name(s.worker)}\t"
+                f"{_copy_field(s.args_json)}\t{_copy_field(s.meta_json)}\t{tags}\t"
+                f"{s.priority:d}\t{s.max_attempts:d}{tail}"
             )
-        yield "".join(lines).encode(encoding)
+        self.specs.extend(specs)
+        if self.dues is not None and dues is not None:
+            self.dues.extend(dues)
+        return "".join(lines).encode(self._encoding)
+
+    def jobs(self) -> list[Job]:
+        """The inserted jobs, once every reserved id has its row."""
+        if len(self.specs) != len(self.ids):
+            raise RuntimeError(f"{len(self.specs)} jobs written for {len(self.ids)} ids")
+        return plain_jobs(self.specs, (self.now, self.ids, self.dues))
+
+
+def _chunks(specs: Sequence[JobSpec]) -> Iterator[Sequence[JobSpec]]:
+    return (specs[i : i + COPY_CHUNK] for i in range(0, len(specs), COPY_CHUNK))
+
+
+def copy_jobs(
+    conn: psycopg.Connection[Any],
+    q: Queries,
+    count: int,
+    chunks: Iterable[Sequence[JobSpec]],
+    due_now: bool,
+) -> list[Job]:
+    """Insert ``count`` jobs, none unique, arriving as ``chunks`` of specs, with COPY.
+
+    Ids are reserved first; each chunk is sent as soon as it exists, so the server
+    inserts one chunk while the next is built. One statement, all or nothing: an error
+    while building a chunk ends the COPY and inserts none of it. In one transaction (the
+    caller's, or one of its own), so inserted_at is the reserved now()."""
+    own = conn.transaction() if conn.autocommit else contextlib.nullcontext()
+    with own, conn.cursor() as cur:
+        cur.execute(q.reserve_job_ids, _reserve_params(q, count))
+        rows = CopyRows(count, cur.fetchone(), due_now, conn.info.encoding)
+        with cur.copy(q.copy_jobs_now if due_now else q.copy_jobs) as copy:
+            for chunk in chunks:
+                copy.write(rows.chunk(chunk))
+            # Built while the server still works through the rows sent.
+            jobs = rows.jobs()
+        if (wake := _wake_params(q, jobs)) is not None:
+            cur.execute(q.notify_queues, wake)
+    return jobs
+
+
+async def copy_jobs_async(
+    conn: psycopg.AsyncConnection[Any],
+    q: Queries,
+    count: int,
+    chunks: Iterable[Sequence[JobSpec]],
+    due_now: bool,
+) -> list[Job]:
+    """``copy_jobs`` for an ``AsyncConnection``."""
+    own = conn.transaction() if conn.autocommit else contextlib.nullcontext()
+    async with own, conn.cursor() as cur:
+        await cur.execute(q.reserve_job_ids, _reserve_params(q, count))
+        rows = CopyRows(count, await cur.fetchone(), due_now, conn.info.encoding)
+        async with cur.copy(q.copy_jobs_now if due_now else q.copy_jobs) as copy:
+            for chunk in chunks:
+                await copy.write(rows.chunk(chunk))
+            jobs = rows.jobs()
+        if (wake := _wake_params(q, jobs)) is not None:
+            await cur.execute(q.notify_queues, wake)
+    return jobs
 
 
 def _wake_params(q: Queries, jobs: Sequence[Job]) -> dict[str, Any] | None:
@@ -295,10 +364,6 @@ def _single(q: Queries, spec: JobSpec) -> dict[str, Any]:
     return params
 
 
-def _due_now(spec: JobSpec) -> bool:
-    return spec.scheduled_at is None and spec.schedule_in is None
-
-
 def _single_query(q: Queries, spec: JobSpec) -> str:
     return q.insert_job_now if _due_now(spec) else q.insert_job
 
@@ -319,22 +384,12 @@ def insert_jobs(conn: psycopg.Connection[Any], q: Queries, specs: Sequence[JobSp
             cur.execute(_single_query(q, specs[0]), _single(q, specs[0]))
             return [_single_job(specs[0], cur.fetchone())]
     if all(s.unique is None for s in specs):
+        if len(specs) >= COPY_FROM:
+            due_now = all(_due_now(s) for s in specs)
+            return copy_jobs(conn, q, len(specs), _chunks(specs), due_now)
         with conn.cursor() as cur:
-            if len(specs) < COPY_FROM:
-                cur.execute(q.insert_jobs_plain, plain_params(q, specs))
-                return plain_jobs(specs, cur.fetchone())
-            # One transaction (the caller's, or one of its own): inserted_at is now().
-            with conn.transaction() if conn.autocommit else contextlib.nullcontext():
-                cur.execute(q.reserve_job_ids, _reserve_params(q, specs))
-                statement, data, inserted = copy_plan(q, specs, cur.fetchone(), conn.info.encoding)
-                with cur.copy(statement) as copy:
-                    for chunk in data:
-                        copy.write(chunk)
-                    # Built while the server still works through the rows sent.
-                    jobs = plain_jobs(specs, inserted)
-                if (wake := _wake_params(q, jobs)) is not None:
-                    cur.execute(q.notify_queues, wake)
-            return jobs
+            cur.execute(q.insert_jobs_plain, plain_params(q, specs))
+            return plain_jobs(specs, cur.fetchone())
     result: list[Job | None] = [None] * len(specs)
     todo = list(range(len(specs)))
     for _ in range(_CONFLICT_ROUNDS):
@@ -358,22 +413,12 @@ async def insert_jobs_async(
             await cur.execute(_single_query(q, specs[0]), _single(q, specs[0]))
             return [_single_job(specs[0], await cur.fetchone())]
     if all(s.unique is None for s in specs):
+        if len(specs) >= COPY_FROM:
+            due_now = all(_due_now(s) for s in specs)
+            return await copy_jobs_async(conn, q, len(specs), _chunks(specs), due_now)
         async with conn.cursor() as cur:
-            if len(specs) < COPY_FROM:
-                await cur.execute(q.insert_jobs_plain, plain_params(q, specs))
-                return plain_jobs(specs, await cur.fetchone())
-            async with conn.transaction() if conn.autocommit else contextlib.nullcontext():
-                await cur.execute(q.reserve_job_ids, _reserve_params(q, specs))
-                statement, data, inserted = copy_plan(
-                    q, specs, await cur.fetchone(), conn.info.encoding
-                )
-                async with cur.copy(statement) as copy:
-                    for chunk in data:
-                        await copy.write(chunk)
-                    jobs = plain_jobs(specs, inserted)
-                if (wake := _wake_params(q, jobs)) is not None:
-                    await cur.execute(q.notify_queues, wake)
-            return jobs
+            await cur.execute(q.insert_jobs_plain, plain_params(q, specs))
+            return plain_jobs(specs, await cur.fetchone())
     result: list[Job | None] = [None] * len(specs)
     todo = list(range(len(specs)))
     for _ in range(_CONFLICT_ROUNDS):

@@ -14,7 +14,7 @@ from psycopg import sql
 
 import pgqueue
 from pgqueue import ConfigError
-from pgqueue._engine import COPY_FROM, channel
+from pgqueue._engine import COPY_CHUNK, COPY_FROM, channel
 from tests.helpers import job_row
 
 
@@ -260,6 +260,53 @@ def test_a_worker_list_with_one_bad_args_inserts_nothing(client: pgqueue.Client,
     with pytest.raises(ConfigError, match="priority"):
         Resize.enqueue_many([{"n": 1}], client=client, priority=10)
     assert count(db) == 0 and gc.isenabled()
+
+
+def _enqueue_many(client: pgqueue.Client, api: str, args, **options) -> list[pgqueue.Job]:
+    if api == "sync":
+        return Resize.enqueue_many(args, client=client, **options)
+
+    async def main() -> list[pgqueue.Job]:
+        try:
+            return await Resize.enqueue_many_async(args, client=client, **options)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_a_long_worker_list_streams_into_one_copy_in_order(client: pgqueue.Client, db, api) -> None:
+    # On the client's own connection, from COPY_FROM jobs, the specs are built a chunk
+    # at a time while the COPY takes the chunk before: several chunks, any iterable.
+    n = 2 * COPY_CHUNK + 7
+    jobs = _enqueue_many(client, api, ({"n": i} for i in range(n)), tags=["t"], schedule_in=60)
+    assert [j.args["n"] for j in jobs] == list(range(n))
+    assert [j.id for j in jobs] == sorted({j.id for j in jobs})
+    assert {(j.state, j.queue, j.priority, j.max_attempts, tuple(j.tags)) for j in jobs} == {
+        ("scheduled", "media", 2, 7, ("t",))
+    }
+    rows = db.execute(
+        "SELECT id, (args->>'n')::int, state::text, tags, priority, scheduled_at, inserted_at"
+        " FROM pgqueue_jobs ORDER BY id"
+    ).fetchall()
+    assert [(r[0], r[1], r[5]) for r in rows] == [(j.id, j.args["n"], j.scheduled_at) for j in jobs]
+    assert all(r[2] == "scheduled" and r[3] == ["t"] and r[4] == 2 for r in rows)
+    assert all(r[5] - r[6] >= timedelta(seconds=59) for r in rows)
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_bad_args_in_a_later_chunk_of_a_streamed_list_inserts_nothing(
+    client: pgqueue.Client, db, api
+) -> None:
+    # The COPY has already taken two chunks when the third fails to build: the error is
+    # the caller's, nothing is inserted, and the pool's connection works on.
+    args = [{"n": i} for i in range(2 * COPY_CHUNK)] + [{"bad": {1}}]
+    with pytest.raises(ConfigError, match="args must be JSON-serialisable"):
+        _enqueue_many(client, api, args)
+    assert count(db) == 0 and gc.isenabled()
+    assert len(_enqueue_many(client, api, args[:COPY_FROM])) == COPY_FROM
+    assert count(db) == COPY_FROM
 
 
 def test_a_worker_list_inside_the_callers_transactions(
