@@ -17,7 +17,8 @@
 -- is not rewritten; the two indexes holding queue (the claim's, and operators' state and
 -- queue) are rebuilt. Then the constraints are added, which reads every row once, and the
 -- exclusion constraint's index is built from the live unique jobs only. All of it under
--- this migration's lock: on a table of millions of finished jobs, prune first.
+-- this migration's lock: 3 s for 2,030,000 rows (1,000,000 completed, 1,000,000 scheduled)
+-- on the 2-core bench machine. On a table of many millions of finished jobs, prune first.
 
 CREATE DOMAIN pgqueue_attempt AS integer;
 CREATE DOMAIN pgqueue_max_attempts AS integer;
