@@ -163,7 +163,6 @@ class CopyRows:
             raise RuntimeError("reserve_job_ids did not return one id per job")
         self.now = now
         self.ids = sorted(ids)  # nextval hands them out ascending; make input order certain
-        self.due_now = due_now
         self.specs: list[JobSpec] = []
         self.dues: list[datetime] | None = None if due_now else []
         self._encoding = encoding
@@ -200,8 +199,8 @@ class CopyRows:
                 f"{s.priority:d}\t{s.max_attempts:d}{tail}"
             )
         self.specs.extend(specs)
-        if self.dues is not None and dues is not None:
-            self.dues.extend(dues)
+        if dues is not None:
+            self.dues.extend(dues)  # type: ignore[union-attr]
         return "".join(lines).encode(self._encoding)
 
     def jobs(self) -> list[Job]:

@@ -83,8 +83,11 @@ def render(schema: str, migrations: list[Migration]) -> str:
     return "\n".join([*head, *body, "COMMIT;"]) + "\n"
 
 
-def migrate(conn: psycopg.Connection[Any], schema: str) -> list[Migration]:
-    """Apply pending migrations to ``schema``; returns what this call applied.
+def migrate(
+    conn: psycopg.Connection[Any], schema: str, *, to: int | None = None
+) -> list[Migration]:
+    """Apply pending migrations to ``schema`` (up to version ``to``, when given: an older
+    release's schema, for upgrade tests); returns what this call applied.
 
     ``conn`` must not be inside a transaction: the migration is its own.
     """
@@ -93,7 +96,7 @@ def migrate(conn: psycopg.Connection[Any], schema: str) -> list[Migration]:
         conn.execute(q.migrate_lock, {"schema": schema})
         conn.execute(q.create_schema)
         conn.execute(q.create_migrations_table)
-        todo = pending(conn, schema)
+        todo = [m for m in pending(conn, schema) if to is None or m.version <= to]
         for m in todo:
             conn.execute(q.set_migration_search_path, {"search_path": _search_path(schema)})
             conn.execute(m.sql.encode())

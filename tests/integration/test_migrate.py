@@ -143,18 +143,6 @@ def test_unmigrated_schema_says_run_migrate(conn: psycopg.Connection) -> None:
         _migrate.check_migrated(conn, schema)
 
 
-def _migrate_to(conn: psycopg.Connection, schema: str, version: int) -> None:
-    """Bring a new schema to ``version`` as an older pgqueue would have left it."""
-    q = queries(schema)
-    with conn.transaction():
-        conn.execute(q.create_schema)
-        conn.execute(q.create_migrations_table)
-        for m in _migrate.available()[:version]:
-            conn.execute(q.set_migration_search_path, {"search_path": f'"{schema}", pg_catalog'})
-            conn.execute(m.sql.encode())
-            conn.execute(q.record_migration, {"version": m.version, "name": m.name})
-
-
 def test_0005_upgrades_a_populated_table_in_place_and_keeps_every_rule(
     conn: psycopg.Connection,
 ) -> None:
@@ -163,7 +151,7 @@ def test_0005_upgrades_a_populated_table_in_place_and_keeps_every_rule(
     # rewrite of the table (the two indexes holding queue are rebuilt), every row as it
     # was, and the same rules after.
     schema = fresh(conn, "mig_0005")
-    _migrate_to(conn, schema, 4)
+    _migrate.migrate(conn, schema, to=4)
     jobs = sql.Identifier(schema, "pgqueue_jobs")
     conn.execute(
         sql.SQL(
