@@ -129,9 +129,11 @@ COPY {schema}.pgqueue_jobs (id, queue, worker, args, meta, tags, priority, max_a
 FROM STDIN
 
 -- name: claim_columns
--- What a worker needs of a claimed job (its finish times are NULL, its node is known).
-id, state, queue, worker, args, meta, tags, errors, attempt, max_attempts, priority,
-inserted_at, scheduled_at, attempted_at
+-- What a worker needs of a claimed job (its finish times are NULL, its node is known),
+-- in the order of Job's fields, so a row becomes a Job positionally. The claim reads
+-- binary results, where an enum would come back as bytes: state is sent as text.
+id, worker, queue, args, state::text AS state, meta, tags, errors, attempt, max_attempts,
+priority, inserted_at, scheduled_at, attempted_at
 
 -- name: ack_fragment
 -- Apply a batch of outcomes. Each row changes only if it is still executing the attempt

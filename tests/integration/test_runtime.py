@@ -311,6 +311,47 @@ def test_stale_ack_after_reclaim_changes_nothing(client, db, dsn, schema) -> Non
     assert row["attempted_by"] == "node-b"
 
 
+def test_a_claimed_job_is_its_row_on_either_connection(client, db, dsn, schema) -> None:
+    """The claim reads binary results with the worker connection's own jsonb loader and
+    builds Job positionally: every field must still be the row's, with Python's types."""
+    args = {"path": "ünï/çødé ✓.png", "n": [1, 2.5, None, True], "deep": {"k": '"q"\\'}}
+    jobs = [
+        Succeeds.enqueue(args, client=client, tags=["img", "a \"b\"", "ö"],
+                         meta={"trace": "x"}, priority=3, max_attempts=7)
+        for _ in range(2)
+    ]  # fmt: skip
+    errors = [{"attempt": 1, "error": "E", "message": "ß\nline", "traceback": ""}]
+    db.execute(
+        "UPDATE " + schema + ".pgqueue_jobs SET errors = %s::jsonb",
+        [psycopg.types.json.Jsonb(errors)],
+    )
+
+    async def main() -> list[pgqueue.Job]:
+        pool = await client.apool()
+        engine = Engine(pool, schema)
+        conn = await engine.connect()  # a producer lane's connection
+        try:
+            claimed = await engine.fetch_jobs(Succeeds.queue, 1, "node-a", conn=conn)
+        finally:
+            await conn.close()
+        claimed += await engine.fetch_jobs(Succeeds.queue, 1, "node-a")  # a pool connection
+        await client.aclose()
+        return claimed
+
+    claimed = asyncio.run(main())
+    assert sorted(j.id for j in claimed) == [j.id for j in jobs]
+    for job in claimed:
+        row = job_row(db, schema, job.id)
+        assert job.state == "executing" and type(job.state) is str
+        assert (job.worker, job.queue, job.args, job.meta, job.tags, job.errors) == (
+            Succeeds.name, Succeeds.queue, args, {"trace": "x"}, ["img", "a \"b\"", "ö"], errors
+        )  # fmt: skip
+        assert (job.attempt, job.max_attempts, job.priority) == (1, 7, 3)
+        for name in ("inserted_at", "scheduled_at", "attempted_at"):
+            assert getattr(job, name) == row[name] and getattr(job, name).tzinfo is not None
+        assert job.completed_at is None and not job.conflict
+
+
 def test_stop_hands_unfinished_jobs_back(client, db, dsn, schema) -> None:
     async_job = LongAsync.enqueue({}, client=client)
     sync_job = LongSync.enqueue({}, client=client)
