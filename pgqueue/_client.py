@@ -188,20 +188,18 @@ class Client:
         async with pool.connection() as c:
             return await _engine.insert_jobs_async(c, self.queries, specs)
 
-    def _copy_many(
-        self, count: int, chunks: Iterable[Sequence[JobSpec]], due_now: bool
-    ) -> list[Job]:
+    def _copy_many(self, count: int, chunks: Iterable[Sequence[JobSpec]], form: str) -> list[Job]:
         """``Worker.enqueue_many``'s streamed batch: ``count`` jobs, none unique, whose
         specs arrive in ``chunks`` as the COPY takes them (see ``_engine.copy_jobs``)."""
         with self.pool().connection() as c:
-            return _engine.copy_jobs(c, self.queries, count, chunks, due_now)
+            return _engine.copy_jobs(c, self.queries, count, chunks, form)
 
     async def _copy_many_async(
-        self, count: int, chunks: Iterable[Sequence[JobSpec]], due_now: bool
+        self, count: int, chunks: Iterable[Sequence[JobSpec]], form: str
     ) -> list[Job]:
         pool = await self.apool()
         async with pool.connection() as c:
-            return await _engine.copy_jobs_async(c, self.queries, count, chunks, due_now)
+            return await _engine.copy_jobs_async(c, self.queries, count, chunks, form)
 
     # ---- queue control and cancellation (every node, through the database) ---------
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import _registry
 from ._backoff import backoff_seconds
-from ._engine import COPY_CHUNK, COPY_FROM
+from ._engine import COPY_CHUNK, COPY_FROM, copy_form
 from ._errors import ConfigError
 from ._job import QUEUE_NAME, Job, JobSpec, collector_paused
 from ._unique import Unique
@@ -167,7 +167,7 @@ class Worker:
         cls, args_list: Iterable[Mapping[str, Any] | None], conn: Any, options: dict[str, Any]
     ) -> tuple[Sequence[Mapping[str, Any] | None], tuple[Iterator[list[JobSpec]], bool] | None]:
         """The args as a sequence, and, when the batch can be streamed into a COPY, its
-        chunks of specs (built lazily, the first one now) and whether all are due now.
+        chunks of specs (built lazily, the first one now) and its ``copy_form``.
 
         Building 100,000 specs takes about as long as the database's COPY of them; sent a
         chunk at a time, the two overlap instead of adding up. Streamed only when every
@@ -190,8 +190,8 @@ class Worker:
             cls.new_many(args[i : i + COPY_CHUNK], **options)
             for i in range(COPY_CHUNK, len(args), COPY_CHUNK)
         )
-        due_now = options.get("scheduled_at") is None and options.get("schedule_in") is None
-        return args, (itertools.chain([first], rest), due_now)
+        # Alike from the options, the first spec is the form of every one.
+        return args, (itertools.chain([first], rest), copy_form(first[:1]))
 
     @classmethod
     def enqueue(

@@ -128,6 +128,12 @@ FROM STDIN
 COPY {schema}.pgqueue_jobs (id, queue, worker, args, meta, tags, priority, max_attempts)
 FROM STDIN
 
+-- name: copy_jobs_plain
+-- copy_jobs_now for a batch whose every job also has the column defaults' meta and tags
+-- (empty), priority (0) and max_attempts (20), the commonest batch: four columns a row
+-- instead of eight, a fifth less of the server's time per row.
+COPY {schema}.pgqueue_jobs (id, queue, worker, args) FROM STDIN
+
 -- name: claim_columns
 -- What a worker needs of a claimed job (its finish times are NULL, its node is known),
 -- in the order of Job's fields, so a row becomes a Job positionally. The claim reads

@@ -149,6 +149,67 @@ def test_a_copy_batch_due_now_stores_every_character(client: pgqueue.Client, db,
     assert count(db) == COPY_FROM
 
 
+class Plain(pgqueue.Worker):
+    # Every option at the column defaults but the queue: copy_jobs_plain's shape.
+    queue = "plain"
+
+    def perform(self, job: pgqueue.Job) -> None:
+        return None
+
+
+def _stored(db: psycopg.Connection) -> list[tuple]:
+    return db.execute(
+        "SELECT id, queue, worker, args, meta, tags, priority, max_attempts, state::text,"
+        " scheduled_at = inserted_at FROM pgqueue_jobs ORDER BY id"
+    ).fetchall()
+
+
+@pytest.mark.parametrize("api", ["specs", "sync", "async"])
+def test_a_plain_copy_batch_stores_the_column_defaults(client: pgqueue.Client, db, api) -> None:
+    # Four columns a row; the rest are the table's defaults, which must be exactly what
+    # a Worker with default options asks for (a changed default would show here).
+    odd = 'a\tb\nc\\d \\N "q" \u00e9'
+    args = [{"i": i, "s": odd} for i in range(COPY_CHUNK + 3)]
+    if api == "specs":
+        jobs = client.enqueue_many([Plain.new(a) for a in args])
+    else:
+        jobs = _enqueue_many(client, api, args, cls=Plain)
+    worker = Plain.name
+    assert _stored(db) == [
+        (j.id, "plain", worker, a, {}, [], 0, 20, "available", True)
+        for j, a in zip(jobs, args, strict=True)
+    ]
+    assert {(j.state, j.priority, j.max_attempts, j.meta == {}, j.tags == []) for j in jobs} == {
+        ("available", 0, 20, True, True)
+    }
+
+
+@pytest.mark.parametrize(
+    "last",
+    [
+        {"meta": {"k": 1}},
+        {"tags": ["t"]},
+        {"priority": 1},
+        {"max_attempts": 3},
+        {"schedule_in": 60},
+    ],
+    ids=["meta", "tags", "priority", "max_attempts", "scheduled"],
+)
+def test_one_job_unlike_the_rest_decides_a_batchs_copy(client: pgqueue.Client, db, last) -> None:
+    # The whole list decides the COPY's columns, not its first chunk: the odd job is
+    # the very last, and it must be stored as asked, the others as plain as they are.
+    specs = [Plain.new({"i": i}) for i in range(COPY_CHUNK + 5)]
+    specs[-1] = Plain.new({"i": -1}, **last)
+    jobs = client.enqueue_many(specs)
+    rows = _stored(db)
+    assert len(rows) == len(specs) and rows[0][4:8] == ({}, [], 0, 20)
+    odd = job_row(db, db.execute("SELECT current_schema()").fetchone()[0], jobs[-1].id)
+    expected = {"meta": {}, "tags": [], "priority": 0, "max_attempts": 20}
+    expected.update({k: v for k, v in last.items() if k in expected})
+    assert {k: odd[k] for k in expected} == expected
+    assert odd["state"] == ("scheduled" if "schedule_in" in last else "available")
+
+
 @pytest.mark.parametrize("size", [10, COPY_FROM], ids=["statement", "copy"])
 def test_a_batch_keeps_the_session_encoding_and_elapsed_time(
     client: pgqueue.Client, dsn: str, db, size: int
@@ -262,13 +323,16 @@ def test_a_worker_list_with_one_bad_args_inserts_nothing(client: pgqueue.Client,
     assert count(db) == 0 and gc.isenabled()
 
 
-def _enqueue_many(client: pgqueue.Client, api: str, args, **options) -> list[pgqueue.Job]:
+def _enqueue_many(
+    client: pgqueue.Client, api: str, args, cls: type[pgqueue.Worker] | None = None, **options
+) -> list[pgqueue.Job]:
+    cls = cls or Resize
     if api == "sync":
-        return Resize.enqueue_many(args, client=client, **options)
+        return cls.enqueue_many(args, client=client, **options)
 
     async def main() -> list[pgqueue.Job]:
         try:
-            return await Resize.enqueue_many_async(args, client=client, **options)
+            return await cls.enqueue_many_async(args, client=client, **options)
         finally:
             await client.aclose()
 
