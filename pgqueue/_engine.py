@@ -123,7 +123,7 @@ def copy_form(specs: Iterable[JobSpec]) -> str:
     (copy_jobs_now) when every job is due now, else ``timed`` (copy_jobs)."""
     plain = True
     for s in specs:
-        if s.scheduled_at is not None or s.schedule_in is not None:
+        if not _due_now(s):
             return "timed"
         if plain and (
             type(s.priority) is not int or type(s.max_attempts) is not int
@@ -202,13 +202,13 @@ class CopyRows:
         if offset + len(specs) > len(ids):
             raise RuntimeError("more jobs than ids reserved for them")
         if self.plain:
-            self.specs.extend(specs)
-            rows = [
+            lines = [
                 f"{ids[offset + i]}\t{name(s.queue)}\t{name(s.worker)}\t"
                 f"{_copy_field(s.args_json)}\n"
                 for i, s in enumerate(specs)
             ]
-            return "".join(rows).encode(self._encoding)
+            self.specs.extend(specs)
+            return "".join(lines).encode(self._encoding)
         dues = None if self.dues is None else _dues(specs, now)
         lines = []
         for i, s in enumerate(specs):
@@ -511,12 +511,13 @@ def _ack_params(transitions: Sequence[Transition]) -> dict[str, Any]:
 _decode_json = json.JSONDecoder().decode
 
 
-def _jsonb(text: bytes) -> Any:
+def _jsonb(text: Any) -> Any:
+    """A jsonb document from its UTF-8 text (bytes or a memoryview, decoded in place)."""
     if text == b"{}":
         return {}
     if text == b"[]":
         return []
-    return _decode_json(text.decode())
+    return _decode_json(str(text, "utf-8"))
 
 
 class _JsonbLoader(Loader):
@@ -526,7 +527,7 @@ class _JsonbLoader(Loader):
     value's encoding first)."""
 
     def load(self, data: Any) -> Any:
-        return _jsonb(bytes(data))
+        return _jsonb(data)
 
 
 class _JsonbBinaryLoader(_JsonbLoader):
@@ -537,7 +538,7 @@ class _JsonbBinaryLoader(_JsonbLoader):
     def load(self, data: Any) -> Any:
         if data[:1] != b"\x01":
             raise psycopg.DataError("unknown jsonb binary format")
-        return _jsonb(bytes(data[1:]))
+        return _jsonb(data[1:])
 
 
 def _configure(conn: psycopg.AsyncConnection[Any]) -> None:

@@ -165,7 +165,7 @@ class Worker:
     @classmethod
     def _stream(
         cls, args_list: Iterable[Mapping[str, Any] | None], conn: Any, options: dict[str, Any]
-    ) -> tuple[Sequence[Mapping[str, Any] | None], tuple[Iterator[list[JobSpec]], bool] | None]:
+    ) -> tuple[Sequence[Mapping[str, Any] | None], tuple[Iterator[list[JobSpec]], str] | None]:
         """The args as a sequence, and, when the batch can be streamed into a COPY, its
         chunks of specs (built lazily, the first one now) and its ``copy_form``.
 
