@@ -117,6 +117,15 @@ def _due_now(spec: JobSpec) -> bool:
     return spec.scheduled_at is None and spec.schedule_in is None
 
 
+def _defaults(s: JobSpec) -> bool:
+    """The spec's meta, tags, priority and max_attempts are the table's column defaults,
+    so a statement may leave those columns out."""
+    return (
+        type(s.priority) is int and type(s.max_attempts) is int
+        and s.priority == 0 and s.max_attempts == 20 and not s.tags and s.meta_json == "{}"
+    )  # fmt: skip
+
+
 def copy_form(specs: Iterable[JobSpec]) -> str:
     """Which COPY a batch needs: ``plain`` (copy_jobs_plain) when every job is due now
     with the column defaults' meta, tags, priority and max_attempts, ``now``
@@ -125,10 +134,7 @@ def copy_form(specs: Iterable[JobSpec]) -> str:
     for s in specs:
         if not _due_now(s):
             return "timed"
-        if plain and (
-            type(s.priority) is not int or type(s.max_attempts) is not int
-            or s.priority != 0 or s.max_attempts != 20 or s.tags or s.meta_json != "{}"
-        ):  # fmt: skip
+        if plain and not _defaults(s):
             plain = False
     return "plain" if plain else "now"
 
@@ -386,25 +392,30 @@ def _row_maker(description: Any) -> Callable[[Sequence[Any]], Job]:
     return lambda values: Job(**{n: values[i] for i, n in keep})
 
 
-def _single(q: Queries, spec: JobSpec) -> dict[str, Any]:
+def _single(q: Queries, spec: JobSpec) -> tuple[str, Sequence[Any] | dict[str, Any]]:
+    """The statement and parameters for one job that is not unique.
+
+    The commonest enqueue (``Worker.enqueue(args)``: due now, default options) sends
+    three values and the channel by position (insert_job_plain); other jobs due now name
+    every column (insert_job_now), scheduled ones add the time (insert_job).
+    """
+    if _due_now(spec) and _defaults(spec):
+        return q.insert_job_plain, (spec.queue, spec.worker, spec.args_json, channel(q.schema))
     params = {
         "channel": channel(q.schema),
         "queue": spec.queue, "worker": spec.worker, "args": spec.args_json, "meta": spec.meta_json,
         "tags": _tags_literal(spec.tags) if spec.tags else "{}", "priority": spec.priority,
         "max_attempts": spec.max_attempts,
     }  # fmt: skip
-    if not _due_now(spec):
-        params.update(at=spec.scheduled_at, delay=spec.schedule_in)
-    return params
-
-
-def _single_query(q: Queries, spec: JobSpec) -> str:
-    return q.insert_job_now if _due_now(spec) else q.insert_job
+    if _due_now(spec):
+        return q.insert_job_now, params
+    params.update(at=spec.scheduled_at, delay=spec.schedule_in)
+    return q.insert_job, params
 
 
 def _single_job(spec: JobSpec, row: Sequence[Any] | None) -> Job:
-    """The job of ``_single_query``'s row: insert_job_now's (id, inserted_at), or
-    insert_job's fuller one."""
+    """The job of ``_single``'s row: (id, inserted_at) for a job due now, insert_job's
+    fuller row for a scheduled one."""
     assert row is not None
     if _due_now(spec):
         return _inserted_job(spec, (False, row[0], "available", row[1], row[1]))
@@ -415,7 +426,7 @@ def insert_jobs(conn: psycopg.Connection[Any], q: Queries, specs: Sequence[JobSp
     """Insert ``specs`` on ``conn`` in one statement (more only for racing unique jobs)."""
     if len(specs) == 1 and specs[0].unique is None:
         with conn.cursor() as cur:
-            cur.execute(_single_query(q, specs[0]), _single(q, specs[0]))
+            cur.execute(*_single(q, specs[0]))
             return [_single_job(specs[0], cur.fetchone())]
     if all(s.unique is None for s in specs):
         if len(specs) >= COPY_FROM:
@@ -443,7 +454,7 @@ async def insert_jobs_async(
     """``insert_jobs`` for an ``AsyncConnection``."""
     if len(specs) == 1 and specs[0].unique is None:
         async with conn.cursor() as cur:
-            await cur.execute(_single_query(q, specs[0]), _single(q, specs[0]))
+            await cur.execute(*_single(q, specs[0]))
             return [_single_job(specs[0], await cur.fetchone())]
     if all(s.unique is None for s in specs):
         if len(specs) >= COPY_FROM:

@@ -307,10 +307,18 @@ UPDATE {schema}.pgqueue_jobs
 SET state = 'available', scheduled_at = now()
 WHERE queue = %(queue)s AND state IN ('scheduled', 'retryable')
 
+-- name: insert_job_plain
+-- The commonest enqueue of all (Worker.enqueue(args)): one job, not unique, due now,
+-- with the column defaults' meta, tags, priority and max_attempts. Three values and
+-- the channel, by position; every other column is its default ('available', now()).
+INSERT INTO {schema}.pgqueue_jobs (queue, worker, args)
+VALUES (%s, %s, %s::jsonb)
+RETURNING id, inserted_at, pg_notify(%s, queue)
+
 -- name: insert_job_now
--- The commonest enqueue of all: one job, not unique, due now. A plain VALUES insert
--- whose state and scheduled_at are the column defaults ('available', now()); only the
--- id and the transaction's now() come back (a few hundredths faster than insert_job).
+-- One job, not unique, due now, with options: a plain VALUES insert whose state and
+-- scheduled_at are the column defaults ('available', now()); only the id and the
+-- transaction's now() come back (a few hundredths faster than insert_job).
 -- Every insert statement notifies its queue itself (migration 0004: cheaper than the
 -- trigger); Postgres delivers it at commit.
 INSERT INTO {schema}.pgqueue_jobs (queue, worker, args, meta, tags, priority, max_attempts)

@@ -184,6 +184,67 @@ def test_a_plain_copy_batch_stores_the_column_defaults(client: pgqueue.Client, d
     }
 
 
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_a_plain_single_enqueue_stores_the_column_defaults(client: pgqueue.Client, db, api) -> None:
+    # Worker.enqueue(args) sends three values (insert_job_plain); the row must be what
+    # the options-naming statement (insert_job_now) stores for the same job, and what
+    # the returned Job says.
+    odd = {"s": 'a\tb "q" \u00e9 \\N', "n": [1, None]}
+
+    def enqueue(**options) -> pgqueue.Job:
+        if api == "sync":
+            return Plain.enqueue(odd, client=client, **options)
+
+        async def main() -> pgqueue.Job:
+            try:
+                return await Plain.enqueue_async(odd, client=client, **options)
+            finally:
+                await client.aclose()
+
+        return asyncio.run(main())
+
+    plain, named = enqueue(), enqueue(tags=["t"])
+    rows = _stored(db)
+    assert rows == [
+        (plain.id, "plain", Plain.name, odd, {}, [], 0, 20, "available", True),
+        (named.id, "plain", Plain.name, odd, {}, ["t"], 0, 20, "available", True),
+    ]
+    assert (plain.state, plain.args, plain.meta, plain.tags, plain.priority) == (
+        "available", odd, {}, [], 0)  # fmt: skip
+    stored = db.execute(
+        "SELECT inserted_at, scheduled_at FROM pgqueue_jobs WHERE id = %s", (plain.id,)
+    ).fetchone()
+    assert (plain.inserted_at, plain.scheduled_at) == stored
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_a_refused_enqueue_gives_its_connection_back(dsn: str, schema: str, db, api) -> None:
+    # One connection in the pool: an insert the database refuses (jsonb takes no \u0000)
+    # must hand it back, usable, or the next enqueue would wait out the pool's timeout.
+    client = pgqueue.Client(dsn, schema=schema, max_size=1, connect_timeout=2)
+
+    async def main() -> pgqueue.Job:
+        try:
+            for _ in range(3):
+                with pytest.raises(psycopg.DataError):
+                    await Plain.enqueue_async({"s": "\x00"}, client=client)
+            return await Plain.enqueue_async({"s": "ok"}, client=client)
+        finally:
+            await client.aclose()
+
+    try:
+        if api == "sync":
+            for _ in range(3):
+                with pytest.raises(psycopg.DataError):
+                    Plain.enqueue({"s": "\x00"}, client=client)
+            job = Plain.enqueue({"s": "ok"}, client=client)
+        else:
+            job = asyncio.run(main())
+    finally:
+        client.close()
+    assert _stored(db) == [(job.id, "plain", Plain.name, {"s": "ok"}, {}, [], 0, 20, "available", True)]
+
+
 @pytest.mark.parametrize(
     "last",
     [
@@ -478,10 +539,11 @@ def test_every_insert_path_wakes_exactly_the_queues_it_made_available(
     listener = listen(dsn, schema)
     past = datetime.now(UTC) - timedelta(minutes=5)
     Resize.enqueue({"n": 1}, client=client, queue="due-now")  # insert_job_now
+    Plain.enqueue({"n": 1}, client=client, queue="plain-now")  # insert_job_plain
     Resize.enqueue({"n": 2}, client=client, queue="due-past", scheduled_at=past)  # insert_job
     Resize.enqueue({"n": 3}, client=client, queue="later", schedule_in=3600)
     Once.enqueue({"id": 1}, client=client, queue="unique")  # insert_jobs
-    assert sorted(notes(listener, 1.0)) == ["due-now", "due-past", "unique"]
+    assert sorted(notes(listener, 1.0)) == ["due-now", "due-past", "plain-now", "unique"]
     assert Once.enqueue({"id": 1}, client=client, queue="unique").conflict
     assert notes(listener, 0.5) == []
     # Batches: the statement path and COPY, each with a queue of scheduled jobs only.

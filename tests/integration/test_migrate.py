@@ -96,7 +96,8 @@ def test_the_migrated_schema_is_what_the_code_expects(conn: psycopg.Connection) 
         if statement.lstrip().startswith("VACUUM"):  # not explainable either: run it
             conn.execute(text)
             continue
-        params = {p: None for p in re.findall(r"%\((\w+)\)s", text)}
+        named = re.findall(r"%\((\w+)\)s", text)
+        params = {p: None for p in named} if named else [None] * text.count("%s")
         conn.execute("EXPLAIN " + text, params)
 
 
