@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from ._errors import ConfigError
-from ._job import QUEUE_NAME
+from ._job import QUEUE_NAME, check_jsonb
 
 # Bounds the catch-up after a leader change: a slot older than this is skipped.
 DEFAULT_GRACE = 300.0
@@ -56,6 +56,7 @@ class Cron:
             args_json = json.dumps(dict(self.args), sort_keys=True)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"cron args must be JSON-serialisable: {exc}") from None
+        check_jsonb(args_json, "cron args")
         if not self.name:
             digest = hashlib.sha256(args_json.encode()).hexdigest()[:8]
             object.__setattr__(self, "name", f"{self.worker}@{self.expression}#{digest}")

@@ -119,11 +119,49 @@ _ENCODE = _encoder()
 
 def _json(value: Any, what: str) -> str:
     try:
-        return _ENCODE(value)
+        encoded = _ENCODE(value)
     except (TypeError, ValueError, RecursionError) as exc:
         if isinstance(exc, RecursionError):
             exc = ValueError("it is nested too deeply or contains itself")
         raise ConfigError(f"{what} must be JSON-serialisable: {exc}") from None
+    check_jsonb(encoded, what)
+    return encoded
+
+
+# Two things JSON allows and jsonb refuses: the NUL character, and a UTF-16 surrogate
+# that is not half of a pair (a file name decoded with surrogateescape holds them).
+# An ASCII encoder writes both as \u escapes; the run of backslashes before one tells an
+# escape (odd) from an escaped backslash followed by text (even).
+_JSONB_REFUSES = re.compile(
+    r"(\\+)u(0000|d[89ab][0-9a-f]{2}(?:\\ud[c-f][0-9a-f]{2})?|d[c-f][0-9a-f]{2})"
+)
+
+
+def check_jsonb(encoded: str, what: str) -> None:
+    """Refuse, with a one-line ConfigError, JSON that PostgreSQL's jsonb would reject
+    (its error would come from the server, mid-batch, and name neither field nor job)."""
+    if "\\u0000" not in encoded and "\\ud" not in encoded:
+        return
+    for m in _JSONB_REFUSES.finditer(encoded):
+        escape, code = m.groups()
+        if len(escape) % 2 and len(code) == 4:
+            char = "the NUL character" if code == "0000" else "an unpaired surrogate"
+            raise ConfigError(
+                f"{what} cannot be stored: PostgreSQL refuses {char} (\\u{code}) in jsonb"
+            )
+
+
+def _check_text(value: str, what: str) -> None:
+    """The same for a text column: no NUL, and nothing UTF-8 cannot encode."""
+    if "\x00" in value:
+        raise ConfigError(f"{what} cannot be stored: PostgreSQL refuses the NUL character in text")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ConfigError(
+            f"{what} cannot be stored: an unpaired surrogate (\\u{ord(exc.object[exc.start]):04x})"
+            " is not UTF-8"
+        ) from None
 
 
 @dataclass(slots=True)
@@ -171,6 +209,8 @@ class JobSpec:
             encoded = _ENCODE(args)
         except (TypeError, ValueError, RecursionError):
             encoded = _json(args, "args")  # raises the ConfigError that says why
+        if "\\u0000" in encoded or "\\ud" in encoded:  # check_jsonb's test, inline: bulk path
+            check_jsonb(encoded, "args")
         return cls(worker, args, encoded, queue, priority, max_attempts, (), "{}",
                    None, None, unique, {})  # fmt: skip
 
@@ -191,6 +231,7 @@ class JobSpec:
     ) -> JobSpec:
         if not isinstance(worker, str) or not 0 < len(worker) <= 255:
             raise ConfigError(f"worker must be a name of 1-255 characters, got {worker!r}")
+        _check_text(worker, "worker")
         args = {} if args is None else args
         if not isinstance(args, Mapping):
             raise ConfigError(f"args must be a JSON object (a dict), got {type(args).__name__}")
@@ -213,6 +254,8 @@ class JobSpec:
         tags = tuple(tags)
         if not all(isinstance(t, str) for t in tags):
             raise ConfigError(f"tags must be a list of strings, got {list(tags)!r}")
+        for t in tags:
+            _check_text(t, "tags")
         if scheduled_at is not None and schedule_in is not None:
             raise ConfigError("give scheduled_at or schedule_in, not both")
         if scheduled_at is not None and (

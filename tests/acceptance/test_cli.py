@@ -97,6 +97,14 @@ def test_enqueue_inspect_retry_round_trip(env, db, schema) -> None:
     assert row["state"] == "available" and row["max_attempts"] == 3
 
 
+def test_args_postgresql_cannot_store_are_one_line_and_insert_nothing(env, db) -> None:
+    # Valid JSON, but jsonb refuses \u0000: the operator hears why, no row is written.
+    before = db.execute("SELECT count(*) FROM pgqueue_jobs").fetchone()[0]
+    proc = run("enqueue", "w", "--args", '{"a": "x\\u0000y"}', env=env, check_code=1)
+    assert "args cannot be stored: PostgreSQL refuses the NUL character" in one_line_error(proc)
+    assert db.execute("SELECT count(*) FROM pgqueue_jobs").fetchone()[0] == before
+
+
 def test_missing_job_id_is_exit_1(env) -> None:
     proc = run("inspect", "999999", env=env, check_code=1)
     assert "no job with id 999999" in one_line_error(proc)

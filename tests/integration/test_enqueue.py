@@ -219,15 +219,17 @@ def test_a_plain_single_enqueue_stores_the_column_defaults(client: pgqueue.Clien
 
 @pytest.mark.parametrize("api", ["sync", "async"])
 def test_a_refused_enqueue_gives_its_connection_back(dsn: str, schema: str, db, api) -> None:
-    # One connection in the pool: an insert the database refuses (jsonb takes no \u0000)
-    # must hand it back, usable, or the next enqueue would wait out the pool's timeout.
+    # One connection in the pool: an insert the database refuses (a spec built around
+    # the checks, whose args jsonb cannot hold) must hand it back, usable, or the next
+    # enqueue would wait out the pool's timeout.
     client = pgqueue.Client(dsn, schema=schema, max_size=1, connect_timeout=2)
+    bad = dataclasses.replace(Plain.new({"s": 1}), args_json='{"s":"\\u0000"}')
 
     async def main() -> pgqueue.Job:
         try:
             for _ in range(3):
                 with pytest.raises(psycopg.DataError):
-                    await Plain.enqueue_async({"s": "\x00"}, client=client)
+                    await client.enqueue_many_async([bad])
             return await Plain.enqueue_async({"s": "ok"}, client=client)
         finally:
             await client.aclose()
@@ -236,13 +238,32 @@ def test_a_refused_enqueue_gives_its_connection_back(dsn: str, schema: str, db, 
         if api == "sync":
             for _ in range(3):
                 with pytest.raises(psycopg.DataError):
-                    Plain.enqueue({"s": "\x00"}, client=client)
+                    client.enqueue_many([bad])
             job = Plain.enqueue({"s": "ok"}, client=client)
         else:
             job = asyncio.run(main())
     finally:
         client.close()
-    assert _stored(db) == [(job.id, "plain", Plain.name, {"s": "ok"}, {}, [], 0, 20, "available", True)]
+    assert _stored(db) == [
+        (job.id, "plain", Plain.name, {"s": "ok"}, {}, [], 0, 20, "available", True)
+    ]
+
+
+def test_text_that_looks_like_what_jsonb_refuses_is_stored_as_given(
+    client: pgqueue.Client, db
+) -> None:
+    # The refusal of NUL and unpaired surrogates must not catch their look-alikes: an
+    # escaped backslash before "u0000", a surrogate pair, the NUL's name in text.
+    tricky = {"a": "\\u0000", "b": "\\\\ud800", "c": "\U0001f600 \u00e9", "d": "\\x00"}
+    jobs = [
+        Plain.enqueue(tricky, client=client),
+        Plain.enqueue(tricky, client=client, meta=tricky, tags=["\\u0000"]),
+        *client.enqueue_many([Plain.new(tricky) for _ in range(COPY_FROM)])[:1],
+    ]
+    for job in jobs:
+        row = db.execute("SELECT args, meta, tags FROM pgqueue_jobs WHERE id = %s", (job.id,))
+        args, meta, tags = row.fetchone()
+        assert args == tricky and meta in ({}, tricky) and tags in ([], ["\\u0000"])
 
 
 @pytest.mark.parametrize(
@@ -421,13 +442,22 @@ def test_a_long_worker_list_streams_into_one_copy_in_order(client: pgqueue.Clien
 
 
 @pytest.mark.parametrize("api", ["sync", "async"])
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({1}, "args must be JSON-serialisable"),
+        ("a\x00b", "args cannot be stored: PostgreSQL refuses the NUL character"),
+        ("/data/\udcff.txt", "args cannot be stored: PostgreSQL refuses an unpaired surrogate"),
+    ],
+    ids=["set", "nul", "surrogate"],
+)
 def test_bad_args_in_a_later_chunk_of_a_streamed_list_inserts_nothing(
-    client: pgqueue.Client, db, api
+    client: pgqueue.Client, db, api, bad, message
 ) -> None:
     # The COPY has already taken two chunks when the third fails to build: the error is
     # the caller's, nothing is inserted, and the pool's connection works on.
-    args = [{"n": i} for i in range(2 * COPY_CHUNK)] + [{"bad": {1}}]
-    with pytest.raises(ConfigError, match="args must be JSON-serialisable"):
+    args = [{"n": i} for i in range(2 * COPY_CHUNK)] + [{"bad": bad}]
+    with pytest.raises(ConfigError, match=message):
         _enqueue_many(client, api, args)
     assert count(db) == 0 and gc.isenabled()
     assert len(_enqueue_many(client, api, args[:COPY_FROM])) == COPY_FROM

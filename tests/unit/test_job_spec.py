@@ -1,7 +1,9 @@
+import json
 from datetime import datetime
 
 import pytest
 
+import pgqueue
 from pgqueue import ConfigError, JobSpec
 
 
@@ -33,8 +35,53 @@ def test_serialises_args_and_meta_once() -> None:
         ({"schedule_in": -1}, "schedule_in must be"),
         ({"schedule_in": float("inf")}, "schedule_in must be"),
         ({"scheduled_at": datetime(2030, 1, 1)}, "timezone-aware"),
+        # What PostgreSQL refuses, refused here with a line that says what it is.
+        ({"args": {"s": "a\x00b"}}, r"args cannot be stored: .* NUL character \(\\u0000\)"),
+        ({"args": {"k\x00": 1}}, "args cannot be stored: .* NUL character"),
+        ({"args": {"s": "\\\x00"}}, "args cannot be stored: .* NUL character"),
+        ({"args": {"p": "/d/\udcff.txt"}}, r"args cannot be stored: .* surrogate \(\\udcff\)"),
+        ({"args": {"s": ["\ud83d"]}}, r"args cannot be stored: .* surrogate \(\\ud83d\)"),
+        ({"args": {"s": "\ude00\ud83d"}}, r"args cannot be stored: .* surrogate \(\\ude00\)"),
+        ({"meta": {"s": "\x00"}}, "meta cannot be stored: .* NUL character"),
+        ({"tags": ["a\x00"]}, "tags cannot be stored: .* NUL character"),
+        ({"tags": ["\udcff"]}, r"tags cannot be stored: an unpaired surrogate \(\\udcff\)"),
     ],
 )
 def test_bad_input_is_refused_before_the_database(kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         build(**kwargs)
+
+
+def test_what_jsonb_refuses_is_refused_on_every_way_in() -> None:
+    class W(pgqueue.Worker):
+        name = "test.jsonb_refuses"
+
+        def perform(self, job: pgqueue.Job) -> None:
+            return None
+
+    for make in (
+        lambda: W.new({"s": "\x00"}),  # the fast path (Worker.new without options)
+        lambda: W.new({"s": "\x00"}, priority=1),
+        lambda: JobSpec.build("w\x00", {}),
+        lambda: pgqueue.Cron("* * * * *", "w", args={"s": "\udcff"}),
+    ):
+        with pytest.raises(ConfigError, match="cannot be stored") as info:
+            make()
+        assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["\\u0000", "\\\\ud800", "\U0001f600", "\u00e9\\ude00", "x\\x00", "\\\\\\u0000"],
+    ids=[
+        "escaped-nul",
+        "escaped-surrogate",
+        "pair",
+        "escaped-low",
+        "nul-name",
+        "three-backslashes",
+    ],
+)
+def test_look_alikes_of_what_jsonb_refuses_are_accepted(value: str) -> None:
+    spec = build(args={"s": value}, meta={"m": value}, tags=[value])
+    assert json.loads(spec.args_json) == {"s": value} and json.loads(spec.meta_json) == {"m": value}
