@@ -399,7 +399,8 @@ def _single(q: Queries, spec: JobSpec) -> tuple[str, Sequence[Any] | dict[str, A
     three values and the channel by position (insert_job_plain); other jobs due now name
     every column (insert_job_now), scheduled ones add the time (insert_job).
     """
-    if _due_now(spec) and _defaults(spec):
+    due_now = _due_now(spec)
+    if due_now and _defaults(spec):
         return q.insert_job_plain, (spec.queue, spec.worker, spec.args_json, channel(q.schema))
     params = {
         "channel": channel(q.schema),
@@ -407,7 +408,7 @@ def _single(q: Queries, spec: JobSpec) -> tuple[str, Sequence[Any] | dict[str, A
         "tags": _tags_literal(spec.tags) if spec.tags else "{}", "priority": spec.priority,
         "max_attempts": spec.max_attempts,
     }  # fmt: skip
-    if _due_now(spec):
+    if due_now:
         return q.insert_job_now, params
     params.update(at=spec.scheduled_at, delay=spec.schedule_in)
     return q.insert_job, params
