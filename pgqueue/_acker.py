@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
 
 import psycopg
 
@@ -152,7 +151,7 @@ class Acker(Service):
             t = batch[0]
             log.error("outcome %s of job %s was refused (%s); writing it without its details",
                       t.state, t.id, _first_line(exc))  # fmt: skip
-            plain = replace(t, meta=None, error=None if t.error is None else refused_error(t, exc))
+            plain = t._replace(meta=None, error=None if t.error is None else refused_error(t, exc))
             try:
                 await self.engine.ack_jobs([plain])
             except TRANSIENT:

@@ -86,7 +86,7 @@ class Executor:
 
     async def _perform(self, worker: Worker, cls: type[Worker], job: Job) -> Success | Failure:
         timeout = cls.timeout
-        task = asyncio.current_task()
+        task = None if timeout is None else asyncio.current_task()
         if timeout is not None and task is not None:
             job.deadline = time.monotonic() + timeout
             self._watch(task, job)

@@ -196,3 +196,52 @@ def test_sigterm_hands_running_jobs_back_and_exits_0(env, client, db, schema) ->
     for job in jobs:
         row = job_row(db, schema, job.id)
         assert (row["state"], row["attempt"], row["attempted_by"]) == ("available", 0, None)
+
+
+def _loop_of_a_job(env: dict[str, str], client, db, schema, *options: str) -> str:
+    """Run one WhichLoop job through a worker started with ``options``; its loop's module."""
+    from tests.apps.loops import WhichLoop
+
+    job = WhichLoop.enqueue({}, client=client)
+    worker = subprocess.Popen(
+        [*PGQUEUE, "worker", "--app", "tests.apps.loops", "--queues", "default:2", *options],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(
+            lambda: job_row(db, schema, job.id)["state"] == "completed",
+            timeout=30,
+            what="the job completed",
+        )
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=30)
+    finally:
+        worker.kill()
+    assert worker.returncode == 0, err
+    return job_row(db, schema, job.id)["meta"]["loop"]
+
+
+@pytest.mark.parametrize(
+    ("options", "loop"),
+    [((), "uvloop"), (("--loop", "uvloop"), "uvloop"), (("--loop", "asyncio"), "asyncio")],
+)
+def test_worker_runs_jobs_on_the_chosen_event_loop(env, client, db, schema, options, loop) -> None:
+    assert _loop_of_a_job(env, client, db, schema, *options).split(".")[0] == loop
+
+
+def test_without_uvloop_auto_falls_back_and_asking_for_it_is_one_line(
+    env, client, db, schema, tmp_path
+) -> None:
+    # An interpreter where uvloop does not import (Windows, PyPy, a slim install).
+    (tmp_path / "uvloop.py").write_text("raise ImportError('uvloop is not installed here')\n")
+    bare = {**env, "PYTHONPATH": f"{tmp_path}:{env['PYTHONPATH']}"}
+    assert _loop_of_a_job(bare, client, db, schema).split(".")[0] == "asyncio"
+    err = one_line_error(
+        run("worker", "--app", "tests.apps.loops", "--loop", "uvloop", env=bare, check_code=1)
+    )
+    assert "--loop uvloop needs uvloop (uvloop is not installed here)" in err
+    proc = run("worker", "--app", "tests.apps.loops", "--loop", "trio", env=env, check_code=2)
+    assert "'trio' is not one of" in proc.stderr and "Traceback" not in proc.stderr
