@@ -31,7 +31,7 @@ from pgqueue.integrations import logging as job_logging
 
 from ._common import Failed, Usage, db_options, reports_errors
 
-LOOPS = ("auto", "uvloop", "asyncio")
+LOOPS = ("asyncio", "uvloop")
 
 
 class QueuesType(click.ParamType):
@@ -151,9 +151,10 @@ def import_app(name: str) -> None:
     "--loop",
     "loop_name",
     type=click.Choice(LOOPS),
-    default="auto",
+    default="asyncio",
     show_default=True,
-    help="Event loop: uvloop (auto picks it when installed) or the standard asyncio one.",
+    help="Event loop. uvloop (pip install 'pgqueue[uvloop]') runs more jobs/s at high "
+    "concurrency, with a longer tail of enqueue-to-start latency.",
 )
 @db_options
 @reports_errors
@@ -229,20 +230,19 @@ def worker(
 
 
 def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's event loop, when asked for or (auto) installed; None is asyncio's own.
+    """The event loop ``--loop`` names; None is asyncio's own.
 
-    Each job costs the worker an asyncio task, its scheduling and a few callbacks; with
-    uvloop those run in C: 15 % less worker CPU per no-op job and 1.14x the jobs/s at
-    concurrency 100 (docs/bench.md). Jobs, psycopg and the node see the same asyncio API.
+    Each job costs the worker an asyncio task, its scheduling and a few callbacks, which
+    uvloop runs in C: 6-15 % less worker CPU per no-op job and 1.05-1.14x the jobs/s at
+    concurrency 100. But the enqueue-to-start p99 rose from 4.0-5.2 to 6.8-7.5 ms, so it
+    is a choice, not the default (docs/bench.md).
     """
     if name == "asyncio":
         return None
     try:
         import uvloop
     except ImportError as exc:
-        if name == "auto":
-            return None
-        raise Failed(f"--loop uvloop needs uvloop ({exc}): pip install uvloop") from None
+        raise Failed(f"--loop uvloop needs uvloop ({exc}): pip install 'pgqueue[uvloop]'") from None
     return uvloop.new_event_loop
 
 
