@@ -26,7 +26,9 @@ WHERE s.schemaname = %(schema)s AND s.tablename = 'pgqueue_jobs' AND s.attname =
 
 -- name: ops_count_jobs
 -- Exact counts per queue and state of the given states: index-only scans. Available
--- rows are counted from the fetch index (queue leads it), every other state from
+-- rows are counted from the fetch index (queue leads it), executing and completed rows
+-- from their own indexes (which carry the queue since migration 0006, so that claims and
+-- acks write no entry into the state and queue index), every other state from
 -- pgqueue_jobs_state_queue_idx, which leaves available rows out so that the claim can
 -- never be planned onto it (migration 0003). Each branch names its state as a constant,
 -- which is what lets the planner prove it inside an index's predicate; the branches of

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pgqueue import NotMigrated, _migrate
+from pgqueue import NotMigrated, _migrate, _ops
 from pgqueue._states import STATES
 from pgqueue.sql import queries
 
@@ -170,7 +170,7 @@ def test_0005_upgrades_a_populated_table_in_place_and_keeps_every_rule(
     files = "SELECT relname, relfilenode FROM pg_class WHERE relnamespace = %s::regnamespace AND relname IN ('pgqueue_jobs', 'pgqueue_jobs_pkey', 'pgqueue_jobs_stage_idx')"
     storage = conn.execute(files, [schema]).fetchall()
 
-    assert [m.version for m in _migrate.migrate(conn, schema)] == [5]
+    assert [m.version for m in _migrate.migrate(conn, schema, to=5)] == [5]
 
     assert conn.execute(files, [schema]).fetchall() == storage
     after = conn.execute(sql.SQL("SELECT {} FROM {} ORDER BY id").format(columns, jobs)).fetchall()
@@ -199,3 +199,59 @@ def test_0005_upgrades_a_populated_table_in_place_and_keeps_every_rule(
         sql.SQL("UPDATE {} SET state = 'completed' WHERE id = %s").format(jobs), [before[1][0]]
     )
     conn.execute(live_window, ["available"])
+
+
+def test_0006_moves_executing_and_completed_counts_to_their_own_indexes(
+    conn: psycopg.Connection,
+) -> None:
+    # 0006 takes executing and completed rows out of the state and queue index (a claim
+    # and an ack each write one index entry fewer) and stores the queue in the executing
+    # and completed indexes instead. On a populated table: every row as it was, the
+    # operators' exact counts unchanged, and each state's count per queue still readable
+    # from one index alone.
+    schema = fresh(conn, "mig_0006")
+    _migrate.migrate(conn, schema, to=5)
+    jobs = sql.Identifier(schema, "pgqueue_jobs")
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {} (state, queue, worker, attempted_by, completed_at, discarded_at,"
+            " cancelled_at) SELECT s::{}, 'q' || (g % 3), 'w',"
+            " CASE WHEN s = 'executing' THEN 'node-1' END,"
+            " CASE WHEN s = 'completed' THEN now() END, CASE WHEN s = 'discarded' THEN now() END,"
+            " CASE WHEN s = 'cancelled' THEN now() END"
+            " FROM unnest(enum_range(NULL::{})) AS s, generate_series(1, 40) AS g"
+        ).format(
+            jobs, sql.Identifier(schema, "pgqueue_state"), sql.Identifier(schema, "pgqueue_state")
+        )
+    )
+    rows = sql.SQL("SELECT * FROM {} ORDER BY id").format(jobs)
+    before = conn.execute(rows).fetchall()
+    counts_before = _ops.queue_overview(conn, schema, exact=True).counts
+
+    assert [m.version for m in _migrate.migrate(conn, schema)] == [6]
+
+    assert conn.execute(rows).fetchall() == before
+    assert _ops.queue_overview(conn, schema, exact=True).counts == counts_before
+    assert counts_before["q1"]["executing"] == 14 and counts_before["q0"]["completed"] == 13
+    definitions = dict(
+        conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s", [schema]
+        ).fetchall()
+    )
+    assert "'executing'" in definitions["pgqueue_jobs_state_queue_idx"]
+    assert "'completed'" in definitions["pgqueue_jobs_state_queue_idx"]
+    for state in ("executing", "completed"):
+        assert "INCLUDE (queue)" in definitions[f"pgqueue_jobs_{state}_idx"]
+        conn.execute("SET enable_seqscan = off")
+        try:
+            plan = "\n".join(
+                r[0]
+                for r in conn.execute(
+                    sql.SQL(
+                        "EXPLAIN SELECT queue, count(*) FROM {} WHERE state = {} GROUP BY queue"
+                    ).format(jobs, sql.Literal(state))
+                )
+            )
+        finally:
+            conn.execute("RESET enable_seqscan")
+        assert f"Index Only Scan using pgqueue_jobs_{state}_idx" in plan, plan
