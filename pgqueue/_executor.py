@@ -86,6 +86,8 @@ class Executor:
 
     async def _perform(self, worker: Worker, cls: type[Worker], job: Job) -> Success | Failure:
         timeout = cls.timeout
+        # Only a job with a timeout needs its task (on 3.11 each lookup of the running
+        # loop is a getpid system call).
         task = None if timeout is None else asyncio.current_task()
         if timeout is not None and task is not None:
             job.deadline = time.monotonic() + timeout
