@@ -88,10 +88,12 @@ class Executor:
         timeout = cls.timeout
         # Only a job with a timeout needs its task (on 3.11 each lookup of the running
         # loop is a getpid system call).
-        task = None if timeout is None else asyncio.current_task()
-        if timeout is not None and task is not None:
-            job.deadline = time.monotonic() + timeout
-            self._watch(task, job)
+        task = None
+        if timeout is not None:
+            task = asyncio.current_task()
+            if task is not None:
+                job.deadline = time.monotonic() + timeout
+                self._watch(task, job)
         try:
             if cls.is_async:
                 return Success(await worker.perform(job))  # type: ignore[misc]

@@ -28,6 +28,24 @@ def run(
     return proc
 
 
+def start_worker(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """``pgqueue worker`` as a real process, its output captured."""
+    return subprocess.Popen(
+        [*PGQUEUE, "worker", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def stop_worker(worker: subprocess.Popen[str]) -> str:
+    """SIGTERM, then wait for the exit; returns what the worker wrote to stderr."""
+    worker.send_signal(signal.SIGTERM)
+    _, err = worker.communicate(timeout=30)
+    return err
+
+
 def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
     err = proc.stderr.strip()
     assert "Traceback" not in proc.stderr
@@ -163,22 +181,10 @@ def test_sigterm_hands_running_jobs_back_and_exits_0(env, client, db, schema) ->
     jobs = client.enqueue_many(
         [recording.Sleeper.new({"sleep": 60}), recording.SyncSleeper.new({"sleep": 60})]
     )
-    worker = subprocess.Popen(
-        [
-            *PGQUEUE,
-            "worker",
-            "--app",
-            "tests.apps.recording",
-            "--queues",
-            "default:4",
-            "--shutdown-grace",
-            "0.5",
-        ],
+    worker = start_worker(
+        "--app", "tests.apps.recording", "--queues", "default:4", "--shutdown-grace", "0.5",
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    )  # fmt: skip
     try:
         wait_for(
             lambda: states(db, schema).get("executing", 0) == 2,
@@ -186,8 +192,7 @@ def test_sigterm_hands_running_jobs_back_and_exits_0(env, client, db, schema) ->
             what="both jobs executing",
         )
         started = time.monotonic()
-        worker.send_signal(signal.SIGTERM)
-        _, err = worker.communicate(timeout=30)
+        err = stop_worker(worker)
     finally:
         worker.kill()
     assert worker.returncode == 0, err
@@ -203,21 +208,14 @@ def _loop_of_a_job(env: dict[str, str], client, db, schema, *options: str) -> st
     from tests.apps.loops import WhichLoop
 
     job = WhichLoop.enqueue({}, client=client)
-    worker = subprocess.Popen(
-        [*PGQUEUE, "worker", "--app", "tests.apps.loops", "--queues", "default:2", *options],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    worker = start_worker("--app", "tests.apps.loops", "--queues", "default:2", *options, env=env)
     try:
         wait_for(
             lambda: job_row(db, schema, job.id)["state"] == "completed",
             timeout=30,
             what="the job completed",
         )
-        worker.send_signal(signal.SIGTERM)
-        _, err = worker.communicate(timeout=30)
+        err = stop_worker(worker)
     finally:
         worker.kill()
     assert worker.returncode == 0, err
