@@ -58,11 +58,17 @@ class Acker(Service):
         self.wake()
 
     def take(self, limit: int) -> list[Transition]:
-        """Hand up to ``limit`` outcomes to a producer, to write with its next claim."""
+        """Hand up to ``limit`` plain completions to a producer, to write with its next
+        claim (the claim statement takes no other outcome; those stay here)."""
         if self._writing or not self._buffer:
             return []
-        batch = self._buffer[:limit]
-        del self._buffer[:limit]
+        batch: list[Transition] = []
+        rest: list[Transition] = []
+        for t in self._buffer:
+            (batch if len(batch) < limit and t.plain_completion else rest).append(t)
+        if not batch:
+            return []
+        self._buffer[:] = rest
         self._lent += len(batch)
         self._lent_ids.update(t.id for t in batch)
         return batch

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from . import _events, _registry
 from ._backoff import backoff_seconds
@@ -44,7 +45,9 @@ class Executor:
             worker = self._instances[cls] = cls()
         return worker
 
-    async def run(self, job: Job) -> Transition:
+    async def run(self, job: Job, task: asyncio.Task[Any] | None = None) -> Transition:
+        """``task`` is the task running this call, when the caller has it at hand (the
+        producer does); a job with a timeout needs it, and looking it up costs more."""
         started = time.perf_counter()
         _events.emit("job_start", job=job, node=self.node)
         cls = _registry.lookup(job.worker)
@@ -57,7 +60,7 @@ class Executor:
             except Exception as exc:
                 outcome = Failure.capture(exc)
             else:
-                outcome = await self._perform(worker, cls, job)
+                outcome = await self._perform(worker, cls, job, task)
         try:
             transition = decide(job, outcome, now=datetime.now(UTC), backoff=_safe_backoff(worker))
         except Exception as exc:  # a result or exception that cannot even be described
@@ -84,13 +87,17 @@ class Executor:
         )
         return transition
 
-    async def _perform(self, worker: Worker, cls: type[Worker], job: Job) -> Success | Failure:
+    async def _perform(
+        self, worker: Worker, cls: type[Worker], job: Job, task: asyncio.Task[Any] | None
+    ) -> Success | Failure:
         timeout = cls.timeout
         # Only a job with a timeout needs its task (on 3.11 each lookup of the running
-        # loop is a getpid system call).
-        task = None
-        if timeout is not None:
-            task = asyncio.current_task()
+        # loop is a getpid system call: the producer passes the task it created).
+        if timeout is None:
+            task = None
+        else:
+            if task is None:
+                task = asyncio.current_task()
             if task is not None:
                 job.deadline = time.monotonic() + timeout
                 self._watch(task, job)

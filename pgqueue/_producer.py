@@ -198,7 +198,14 @@ class Producer(Service):
 
     async def _claim(self, lane: _Lane, limit: int) -> list[Job]:
         if lane.conn is None or lane.conn.closed:
-            lane.conn = await self.engine.connect(self.application_name)
+            conn = await self.engine.connect(self.application_name)
+            try:
+                await self.engine.tune_claims(conn)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+                raise
+            lane.conn = conn
         acks = self.acker.take(self.max_acks)
         lane.claiming_since = time.monotonic()
         try:
@@ -233,8 +240,9 @@ class Producer(Service):
         self.running_jobs[job.id] = (job, task)
 
     async def _execute(self, job: Job) -> None:
+        # By its first step the task is in running_jobs (create_task returns first).
         try:
-            self.acker.push(await self.executor.run(job))
+            self.acker.push(await self.executor.run(job, self.running_jobs[job.id][1]))
         finally:
             self._finished(job.id)
 

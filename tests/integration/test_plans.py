@@ -9,6 +9,7 @@ jobs or more, and every claim sorted the whole backlog.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +17,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pgqueue._engine import _ack_params
+from pgqueue._engine import _CLAIM_SETTINGS
 from pgqueue.sql import queries
 
 BACKLOG = 100_000
@@ -29,8 +30,7 @@ def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def _claim_plan(db: psycopg.Connection, schema: str) -> dict[str, Any]:
-    params = _ack_params([])
-    params.update(queue="bench", limit=10, node="plan-test")
+    params = {"ids": "{}", "attempts": "{}", "queue": "bench", "limit": 10, "node": "plan-test"}
     with db.transaction(force_rollback=True):
         (doc,) = db.execute(
             "EXPLAIN (ANALYZE, FORMAT JSON) " + queries(schema).fetch_jobs, params
@@ -62,3 +62,71 @@ def test_claim_reads_the_fetch_index_in_order(db, schema, analyzed: bool) -> Non
     assert not [n for n in nodes if n["Node Type"] == "Sort"]
     # The claim stops after its ten rows instead of reading the backlog.
     assert scans[0]["Actual Rows"] == 10
+
+
+def _prepared(query: str) -> tuple[str, list[str]]:
+    """``query`` with its named placeholders as $1, $2, ... and the names in that order
+    (what psycopg sends), for a PREPARE of our own."""
+    names: list[str] = []
+
+    def number(m: re.Match[str]) -> str:
+        if m.group(1) not in names:
+            names.append(m.group(1))
+        return f"${names.index(m.group(1)) + 1}"
+
+    return re.sub(r"%\((\w+)\)s", number, query), names
+
+
+def test_a_claim_planned_once_on_an_empty_table_still_uses_the_indexes(db, schema) -> None:
+    """A producer's connection keeps one generic plan of the claim (Engine.tune_claims).
+    Made while the table is empty and analyzed, it must still read a 100,000-job backlog
+    through the fetch index and find the completed jobs by primary key, with no scan of
+    the table, no sort and no hash or merge join."""
+    table = sql.Identifier(schema, "pgqueue_jobs")
+    db.execute(sql.SQL("ANALYZE {}").format(table))
+    db.execute(_CLAIM_SETTINGS)
+    text, names = _prepared(queries(schema).fetch_jobs)
+    db.execute("PREPARE claim AS " + text)  # type: ignore[arg-type]
+
+    def execute(explain: str, **params: object) -> list[Any]:
+        values = {"ids": "{}", "attempts": "{}", "queue": "bench", "limit": 10, "node": "t"}
+        values.update(params)
+        args = sql.SQL(", ").join(sql.Literal(values[n]) for n in names)
+        return db.execute(sql.SQL(explain + "EXECUTE claim ({})").format(args)).fetchall()  # type: ignore[arg-type]
+
+    assert execute("") == []  # the generic plan is made now, on the empty table
+    db.execute(
+        sql.SQL(
+            "INSERT INTO {} (queue, worker, args) "
+            "SELECT 'bench', 'noop', jsonb_build_object('i', g) FROM generate_series(1, %s) g"
+        ).format(table),
+        [BACKLOG],
+    )
+    db.execute(
+        sql.SQL("UPDATE {} SET state = 'executing', attempt = 1 WHERE id <= 5").format(table)
+    )
+    ((doc,),) = execute(
+        "EXPLAIN (ANALYZE, FORMAT JSON) ", ids="{1,2,3,4,5}", attempts="{1,1,1,9,1}"
+    )
+    plan = (doc if isinstance(doc, list) else json.loads(doc))[0]["Plan"]
+    nodes = list(_nodes(plan))
+    scans = sorted(
+        (n["Node Type"], n.get("Index Name"))
+        for n in nodes
+        if "Scan" in n["Node Type"] and n["Node Type"] != "CTE Scan"
+    )
+    assert scans == [
+        ("Index Scan", "pgqueue_jobs_fetch_idx"),
+        ("Index Scan", "pgqueue_jobs_pkey"),
+        ("Index Scan", "pgqueue_jobs_pkey"),
+    ], scans
+    assert not [n for n in nodes if n["Node Type"] in ("Sort", "Hash Join", "Merge Join")]
+    (picked,) = [n for n in nodes if n.get("Subplan Name") == "CTE picked"]
+    (acked,) = [n for n in nodes if n.get("Subplan Name") == "CTE acked"]
+    assert picked["Actual Rows"] == 10
+    assert acked["Actual Rows"] == 4  # job 4 named attempt 9: not its attempt, not changed
+    ((generic, custom),) = db.execute(
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE name = 'claim'"
+    ).fetchall()
+    assert (generic, custom) == (2, 0)
+    db.execute("DEALLOCATE claim")

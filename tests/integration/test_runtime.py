@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 
 import psycopg
+import psycopg_pool
 import pytest
 
 import pgqueue
@@ -309,6 +310,68 @@ def test_stale_ack_after_reclaim_changes_nothing(client, db, dsn, schema) -> Non
     row = job_row(db, schema, job.id)
     assert row["state"] == "completed" and row["attempt"] == 2 and row["errors"] == []
     assert row["attempted_by"] == "node-b"
+
+
+def test_a_claim_completes_only_the_attempts_it_carries(client, db, dsn, schema) -> None:
+    """Completions ride the next claim; each lands only on the attempt it names."""
+    jobs = [Succeeds.enqueue({"n": n}, client=client) for n in range(4)]
+
+    async def main() -> tuple[list[pgqueue.Job], list[pgqueue.Job], str]:
+        pool = await client.apool()
+        engine = Engine(pool, schema)
+        conn = await engine.connect()
+        try:
+            await engine.tune_claims(conn)
+            mode = (await (await conn.execute("SHOW plan_cache_mode")).fetchone())[0]
+            first = await engine.fetch_jobs(Succeeds.queue, 3, "node-a", conn=conn)
+            a, b, c = sorted(first, key=lambda j: j.id)
+            carried = [
+                Transition(c.id, c.attempt, "completed"),  # out of id order on purpose
+                Transition(a.id, a.attempt, "completed"),
+                Transition(b.id, b.attempt + 1, "completed"),  # not b's attempt
+            ]
+            # c's attempt was run again after a rescue: the older outcome, still held,
+            # must not hide the newer one.
+            await conn.execute(
+                "UPDATE " + schema + ".pgqueue_jobs SET attempt = 2 WHERE id = %s", [c.id]
+            )
+            carried += [Transition(c.id, 2, "completed")]
+            second = await engine.fetch_jobs(Succeeds.queue, 3, "node-a", carried, conn=conn)
+            with pytest.raises(ValueError, match="plain completions"):
+                failed = Transition(b.id, b.attempt, "retryable", delay=1.0, error={"e": 1})
+                await engine.fetch_jobs(Succeeds.queue, 1, "node-a", [failed], conn=conn)
+        finally:
+            await conn.close()
+        await client.aclose()
+        return first, second, mode
+
+    first, second, mode = asyncio.run(main())
+    assert mode == "force_generic_plan"
+    assert [j.id for j in second] == [jobs[3].id]
+    a, b, c = sorted(j.id for j in first)
+    assert job_row(db, schema, a)["state"] == "completed"
+    assert job_row(db, schema, c)["state"] == "completed"
+    assert job_row(db, schema, a)["completed_at"] is not None
+    assert job_row(db, schema, b)["state"] == "executing"
+
+
+def test_claims_behind_pgbouncer_keep_the_session_untouched(dsn, schema) -> None:
+    """Without prepared statements (--no-listen, for PgBouncer's transaction mode) a
+    session setting would leak to other clients: tune_claims sets nothing there."""
+
+    async def main() -> str:
+        pool = psycopg_pool.AsyncConnectionPool(
+            dsn, open=False, kwargs={"autocommit": True, "prepare_threshold": None}
+        )
+        engine = Engine(pool, schema)
+        conn = await engine.connect()
+        try:
+            await engine.tune_claims(conn)
+            return (await (await conn.execute("SHOW plan_cache_mode")).fetchone())[0]
+        finally:
+            await conn.close()
+
+    assert asyncio.run(main()) == "auto"
 
 
 def test_a_claimed_job_is_its_row_on_either_connection(client, db, dsn, schema) -> None:
