@@ -64,8 +64,11 @@ class Acker(Service):
             return []
         batch: list[Transition] = []
         rest: list[Transition] = []
-        for t in self._buffer:
-            (batch if len(batch) < limit and t.plain_completion else rest).append(t)
+        for i, t in enumerate(self._buffer):
+            if len(batch) == limit:  # after an outage the buffer can hold thousands
+                rest += self._buffer[i:]
+                break
+            (batch if t.plain_completion else rest).append(t)
         if not batch:
             return []
         self._buffer[:] = rest
