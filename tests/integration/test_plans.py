@@ -29,8 +29,22 @@ def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from _nodes(child)
 
 
+# A claim of 10 jobs of the backlog's queue that carries no completions.
+CLAIM_PARAMS = {"ids": "{}", "attempts": "{}", "queue": "bench", "limit": 10, "node": "plan-test"}
+
+
+def _fill_backlog(db: psycopg.Connection, table: sql.Identifier) -> None:
+    db.execute(
+        sql.SQL(
+            "INSERT INTO {} (queue, worker, args) "
+            "SELECT 'bench', 'noop', jsonb_build_object('i', g) FROM generate_series(1, %s) g"
+        ).format(table),
+        [BACKLOG],
+    )
+
+
 def _claim_plan(db: psycopg.Connection, schema: str) -> dict[str, Any]:
-    params = {"ids": "{}", "attempts": "{}", "queue": "bench", "limit": 10, "node": "plan-test"}
+    params = CLAIM_PARAMS
     with db.transaction(force_rollback=True):
         (doc,) = db.execute(
             "EXPLAIN (ANALYZE, FORMAT JSON) " + queries(schema).fetch_jobs, params
@@ -43,13 +57,7 @@ def _claim_plan(db: psycopg.Connection, schema: str) -> dict[str, Any]:
 @pytest.mark.parametrize("analyzed", [False, True], ids=["fresh", "analyzed"])
 def test_claim_reads_the_fetch_index_in_order(db, schema, analyzed: bool) -> None:
     table = sql.Identifier(schema, "pgqueue_jobs")
-    db.execute(
-        sql.SQL(
-            "INSERT INTO {} (queue, worker, args) "
-            "SELECT 'bench', 'noop', jsonb_build_object('i', g) FROM generate_series(1, %s) g"
-        ).format(table),
-        [BACKLOG],
-    )
+    _fill_backlog(db, table)
     db.execute(sql.SQL("INSERT INTO {} (queue, worker) VALUES ('other', 'noop')").format(table))
     if analyzed:
         db.execute(sql.SQL("ANALYZE {}").format(table))
@@ -89,19 +97,12 @@ def test_a_claim_planned_once_on_an_empty_table_still_uses_the_indexes(db, schem
     db.execute("PREPARE claim AS " + text)  # type: ignore[arg-type]
 
     def execute(explain: str, **params: object) -> list[Any]:
-        values = {"ids": "{}", "attempts": "{}", "queue": "bench", "limit": 10, "node": "t"}
-        values.update(params)
+        values = {**CLAIM_PARAMS, **params}
         args = sql.SQL(", ").join(sql.Literal(values[n]) for n in names)
         return db.execute(sql.SQL(explain + "EXECUTE claim ({})").format(args)).fetchall()  # type: ignore[arg-type]
 
     assert execute("") == []  # the generic plan is made now, on the empty table
-    db.execute(
-        sql.SQL(
-            "INSERT INTO {} (queue, worker, args) "
-            "SELECT 'bench', 'noop', jsonb_build_object('i', g) FROM generate_series(1, %s) g"
-        ).format(table),
-        [BACKLOG],
-    )
+    _fill_backlog(db, table)
     db.execute(
         sql.SQL("UPDATE {} SET state = 'executing', attempt = 1 WHERE id <= 5").format(table)
     )
