@@ -15,8 +15,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
-
 from ._errors import ConfigError
 from ._job import QUEUE_NAME, check_jsonb
 
@@ -40,6 +38,11 @@ class Cron:
     tags: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        # croniter (and dateutil under it) is imported here and in slots_between, not at
+        # the top: every process that imports pgqueue (web workers, the CLI, a worker
+        # with no cron entry) would pay its 7-14 ms of start-up for nothing.
+        from croniter import croniter
+
         if not isinstance(self.expression, str) or not croniter.is_valid(self.expression):
             raise ConfigError(
                 f"not a cron expression: {self.expression!r} (five fields, or six with seconds)"
@@ -70,6 +73,8 @@ def slots_between(
     expression: str, timezone: str, after: datetime, until: datetime, limit: int = MAX_CATCH_UP
 ) -> list[datetime]:
     """Slots ``s`` with ``after < s <= until`` (aware datetimes), oldest first, at most ``limit``."""
+    from croniter import croniter
+
     tz = ZoneInfo(timezone)
     it = croniter(expression, after.astimezone(tz))
     out: list[datetime] = []
