@@ -23,13 +23,14 @@ from .systems import ROOT, BoundHit, System, base_database, database_dsn
 FULL = {
     "w1_single": 5_000, "w1_bulk": 100_000, "w2": 30_000, "w2_backlog": 150_000, "w3": 300, "w3_interval": 0.02,
     "w4_background": 1_000_000, "w5_insert": 5_000, "w5_copy": 200_000, "w5_drain": 200_000,
-    "memory": 1_000_000,
+    "w5_engine": 60_000, "memory": 1_000_000,
 }  # fmt: skip
 QUICK = {
     "w1_single": 500, "w1_bulk": 10_000, "w2": 3_000, "w2_backlog": 15_000, "w3": 50, "w3_interval": 0.02,
     "w4_background": 100_000, "w5_insert": 1_000, "w5_copy": 50_000, "w5_drain": 20_000,
-    "memory": 50_000,
+    "w5_engine": 10_000, "memory": 50_000,
 }  # fmt: skip
+ENGINE_LOOPS = ((1, 10), (2, 50))  # (lanes, batch) of W5's engine loops
 WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "MEMORY")
 PEER_VENVS = {".venv-peers": "python3.11", ".venv-oban": "python3.12"}
 PY312 = "/root/.pyenv/versions/3.12.1/bin/python3.12"
@@ -156,16 +157,26 @@ class Bench:
         s, only = self.sizes, self.args.only
         systems = self.systems()
         w5_dsn = database_dsn(self.server, "pgqueue_bench")
+        pg = next((x for x in systems if x.name == "pgqueue"), None)
         for r in range(1, self.args.runs + 1):
             say(f"== run {r}/{self.args.runs}")
             if "W5" in only:
                 ceiling.prepare(w5_dsn)
                 self.measure("ceiling", "insert", ceiling.single_inserts, w5_dsn, s["w5_insert"])
+                self.measure(
+                    "ceiling", "insert_async", ceiling.single_inserts_async, w5_dsn, s["w5_insert"]
+                )
                 self.measure("ceiling", "copy", ceiling.copy_rows, w5_dsn, s["w5_copy"])
-                for b in (10, 100):
+                for b in (10, 50, 100):
                     self.measure(
                         "ceiling", f"claim_ack_b{b}", ceiling.claim_ack, w5_dsn, s["w5_drain"], b
                     )
+                # pgqueue's own claims in the same loop, shaped as W2's producers claim
+                # (one lane of 10; two lanes of 50 at concurrency 100), no job run.
+                if pg is not None:
+                    for lanes, b in ENGINE_LOOPS:
+                        self.measure(pg.name, f"w5_engine_l{lanes}_b{b}", workloads.w5_engine,
+                                     pg, s["w5_engine"], lanes, b)  # fmt: skip
             for system in systems:
                 peer_runs = self.args.peer_runs or self.args.runs
                 if system.name == "pgqueue" or r <= peer_runs:
@@ -174,17 +185,15 @@ class Bench:
             for system in systems:
                 if hasattr(system.adapter, "BACKGROUND_SQL"):
                     self.run_w4(system)
-        if "MEMORY" in only:
-            pg = next((x for x in systems if x.name == "pgqueue"), None)
-            if pg is not None:
-                say(f"== memory run: {s['memory']:,} jobs")
-                try:
-                    self.memory = memory_run(pg, s["memory"], progress=say)
-                    m = self.memory
-                    say(f"   RSS first {m['rss_first_mib']:.1f} MiB, last {m['rss_last_mib']:.1f}, "
-                        f"max {m['rss_max_mib']:.1f}, growth {100 * m['growth']:+.1f} %")  # fmt: skip
-                except Exception as exc:
-                    self.errors.append(f"memory run: {exc}")
+        if "MEMORY" in only and pg is not None:
+            say(f"== memory run: {s['memory']:,} jobs")
+            try:
+                self.memory = memory_run(pg, s["memory"], progress=say)
+                m = self.memory
+                say(f"   RSS first {m['rss_first_mib']:.1f} MiB, last {m['rss_last_mib']:.1f}, "
+                    f"max {m['rss_max_mib']:.1f}, growth {100 * m['growth']:+.1f} %")  # fmt: skip
+            except Exception as exc:
+                self.errors.append(f"memory run: {exc}")
 
     def run_system(self, system: System) -> None:
         s, only, name = self.sizes, self.args.only, system.name
@@ -268,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
         print(report.ceiling_table(bench.ceiling))
         print()
         print(report.ceiling_ratios(bench.results, bench.ceiling, systems))
+    if like := report.like_for_like(bench.results, bench.ceiling):
+        print()
+        print(like)
     if len(systems) > 1 and "pgqueue" in systems:
         print()
         print(report.peers_ratio_table(bench.results, systems))

@@ -27,11 +27,15 @@ FIGURES: dict[str, str] = {
     "w3_p95": "W3 enqueue->start p95 (ms)",
     "w3_p99": "W3 enqueue->start p99 (ms)",
     "w4_async_c10_p1": "W4 = W2 async 1x10 on the big table (/s)",
+    "w5_engine_l1_b10": "W5 pgqueue's claims alone, 1 lane x 10, no job run (/s)",
+    "w5_engine_l2_b50": "W5 pgqueue's claims alone, 2 lanes x 50, no job run (/s)",
 }
 CEILING: dict[str, str] = {
     "insert": "W5 single-row INSERT (/s)",
+    "insert_async": "W5 single-row INSERT, psycopg's async driver (/s)",
     "copy": "W5 COPY (/s)",
     "claim_ack_b10": "W5 claim+ack, 2 conns, batch 10 (/s)",
+    "claim_ack_b50": "W5 claim+ack, 2 conns, batch 50 (/s)",
     "claim_ack_b100": "W5 claim+ack, 2 conns, batch 100 (/s)",
 }
 # Which ceiling each figure is a fraction of.
@@ -46,7 +50,18 @@ AGAINST_CEILING = {
     "w2_async_c100_p1": "claim_ack_b100",
     "w2_sync_c100_p1": "claim_ack_b100",
     "w4_async_c10_p1": "claim_ack_b10",
+    "w5_engine_l1_b10": "claim_ack_b10",
+    "w5_engine_l2_b50": "claim_ack_b50",
 }
+# Figures against the same work with only pgqueue's own layer taken away (not targets):
+# the async single enqueue against a bare INSERT through the same async driver, and W2
+# against pgqueue's claims run alone in the producers' shape (so the ratio is what
+# running the jobs, their tasks, outcomes and the producer's waits, costs on top).
+LIKE_FOR_LIKE = (
+    ("w1_single", "ceiling", "insert_async"),
+    ("w2_async_c10_p1", "pgqueue", "w5_engine_l1_b10"),
+    ("w2_async_c100_p1", "pgqueue", "w5_engine_l2_b50"),
+)
 PEERS_MD_BEST = {"w3_p99": 2.9}  # best peer figure of PEERS.md, when no peer ran here
 
 
@@ -107,6 +122,19 @@ def ceiling_ratios(
             ]
         )
     return table(["fraction of the ceiling", *systems], rows)
+
+
+def like_for_like(
+    results: dict[str, dict[str, list[float]]], ceiling: dict[str, list[float]]
+) -> str:
+    pg = results.get("pgqueue", {})
+    rows = []
+    for key, source, against in LIKE_FOR_LIKE:
+        ours, base = med(pg.get(key)), med((ceiling if source == "ceiling" else pg).get(against))
+        if ours is not None and base:
+            label = CEILING[against] if source == "ceiling" else FIGURES[against]
+            rows.append([f"{FIGURES[key]} / {label}", _pct(ours / base)])
+    return table(["like for like (not targets)", "pgqueue"], rows) if rows else ""
 
 
 def best_peer(

@@ -28,6 +28,13 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 ROOT = Path(__file__).resolve().parents[2]
 BOUND = 240.0  # seconds: every W2 measurement gives up after this (PEERS.md)
+# Every measurement clears its tables and then checkpoints, before its own (untimed)
+# inserts. The runs write gigabytes of WAL, so PostgreSQL checkpoints every ~20 s, and
+# the first change to each page after a checkpoint starts writes the whole page to the
+# WAL: a measurement that a checkpoint happened to start in paid for it (W1 bulk read
+# 43 % of COPY in such a full run, 54 % run alone). Starting each one just after a
+# checkpoint gives it, whichever system it measures, the same ~1 GB of WAL headroom.
+CHECKPOINT = "CHECKPOINT"
 
 
 class BenchError(RuntimeError):
@@ -113,7 +120,7 @@ class System:
             return None if row is None else row[0]
 
     def reset(self) -> None:
-        self.execute(*self.adapter.RESET_SQL)
+        self.execute(*self.adapter.RESET_SQL, CHECKPOINT)
 
     def analyze(self) -> None:
         self.execute(f"ANALYZE {self.adapter.TABLE}")

@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .systems import BenchError, System
+from .systems import CHECKPOINT, BenchError, System
 
 
 def w1_single(system: System, n: int, api: str = "async") -> float:
@@ -50,7 +50,9 @@ def w2_process(
     if keep_after_id is None:
         system.reset()
     else:
-        system.execute(f"DELETE FROM {system.adapter.TABLE} WHERE id > {int(keep_after_id)}")
+        system.execute(
+            f"DELETE FROM {system.adapter.TABLE} WHERE id > {int(keep_after_id)}", CHECKPOINT
+        )
     system.call("prefill", n=n, kind=kind, timeout=600)
     if analyze:
         system.analyze()
@@ -61,6 +63,12 @@ def w2_process(
     finally:
         system.stop_workers()
     return n / (t1 - t0)
+
+
+def w5_engine(system: System, n: int, lanes: int, batch: int) -> float:
+    """W5 with pgqueue's engine: ``lanes`` claim loops of ``batch``, no job run; jobs/s."""
+    system.reset()
+    return n / system.call("claim_loop", n=n, batch=batch, lanes=lanes)["seconds"]
 
 
 def percentile(values: list[float], p: int) -> float:

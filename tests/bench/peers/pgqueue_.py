@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 
 import pgqueue
 
@@ -131,6 +132,54 @@ def prefill(dsn: str, n: int, kind: str) -> None:
     with pgqueue.Client(dsn, schema=SCHEMA) as client:
         for start in range(0, n, 100_000):
             client.enqueue_many([cls.new({"i": i}) for i in range(start, min(n, start + 100_000))])
+
+
+def claim_loop(dsn: str, n: int, batch: int, lanes: int = 2) -> dict[str, float]:
+    """W5 run with pgqueue's own engine: ``lanes`` producer connections, tuned as a
+    worker's are, each claiming ``batch`` jobs through ``Engine.fetch_jobs`` and carrying
+    its previous batch's completions, as fast as the claims return. No job is run: this
+    is what pgqueue's SQL and row decoding allow here, and W2 at the same batch shows
+    what running the jobs around them costs."""
+    from psycopg_pool import AsyncConnectionPool
+
+    from pgqueue._dsn import connection_options
+    from pgqueue._engine import Engine
+    from pgqueue._outcomes import Transition
+
+    async def lane(engine: Engine, ready: asyncio.Barrier) -> int:
+        conn = await engine.connect()
+        try:
+            await engine.tune_claims(conn)
+            await ready.wait()
+            acks: list[Transition] = []
+            done = 0
+            while True:
+                jobs = await engine.fetch_jobs(QUEUE, batch, "bench-claim-loop", acks, conn)
+                if not jobs and not acks:
+                    return done
+                done += len(jobs)
+                acks = [Transition(j.id, j.attempt, "completed") for j in jobs]
+        finally:
+            await conn.close()
+
+    async def main() -> dict[str, float]:
+        pool = AsyncConnectionPool(dsn, open=False, kwargs=connection_options())
+        engine = Engine(pool, SCHEMA)
+        ready = asyncio.Barrier(lanes + 1)
+        tasks = [asyncio.create_task(lane(engine, ready)) for _ in range(lanes)]
+        await ready.wait()
+        t = time.perf_counter()
+        done = sum(await asyncio.gather(*tasks))
+        seconds = time.perf_counter() - t
+        if done != n:
+            raise RuntimeError(f"the claim loop took {done} of {n} jobs")
+        return {"seconds": seconds}
+
+    with pgqueue.Client(dsn, schema=SCHEMA) as client:
+        client.enqueue_many([NoopAsync.new({"i": i}) for i in range(n)])
+        with client.pool().connection() as conn:
+            conn.execute(f"VACUUM ANALYZE {TABLE}")  # type: ignore[arg-type]
+    return asyncio.run(main())
 
 
 def latency(dsn: str, n: int, interval: float, starts: str) -> dict[str, object]:
