@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -94,3 +96,16 @@ def test_the_grace_window_is_elapsed_time_across_a_dst_change() -> None:
         datetime(2026, 10, 25, 1, 0, tzinfo=UTC),
     ]
     assert all(now - s <= timedelta(hours=1) for s in slots)
+
+
+def test_croniter_is_imported_only_when_a_cron_expression_is_read() -> None:
+    # Every process that imports pgqueue (web workers, the CLI, a worker without cron
+    # entries) would otherwise pay croniter's and dateutil's start-up for nothing.
+    probe = (
+        "import sys, pgqueue, pgqueue.cli, pgqueue._node, pgqueue._leader\n"
+        "assert 'croniter' not in sys.modules, 'imported with pgqueue'\n"
+        "pgqueue.Cron('*/5 * * * *', 'w')\n"
+        "assert 'croniter' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
