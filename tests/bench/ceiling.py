@@ -111,7 +111,12 @@ def claim_ack(dsn: str, n: int, batch: int, connections: int = 2) -> float:
     ready = threading.Barrier(connections + 1)
 
     def drain(k: int) -> None:
-        with psycopg.connect(dsn, autocommit=True) as conn:
+        try:
+            conn = psycopg.connect(dsn, autocommit=True)
+        except BaseException:
+            ready.abort()  # the others (and the timer) would wait for this one forever
+            raise
+        with conn:
             ready.wait()
             while True:
                 ids = [r[0] for r in conn.execute(CLAIM, [batch]).fetchall()]  # type: ignore[arg-type]
@@ -123,7 +128,12 @@ def claim_ack(dsn: str, n: int, batch: int, connections: int = 2) -> float:
     threads = [threading.Thread(target=drain, args=(k,)) for k in range(connections)]
     for th in threads:
         th.start()
-    ready.wait()
+    try:
+        ready.wait()
+    except threading.BrokenBarrierError:
+        for th in threads:
+            th.join()
+        raise RuntimeError("a ceiling connection failed before the drain started") from None
     t = time.perf_counter()
     for th in threads:
         th.join()

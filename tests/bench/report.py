@@ -50,8 +50,6 @@ AGAINST_CEILING = {
     "w2_async_c100_p1": "claim_ack_b100",
     "w2_sync_c100_p1": "claim_ack_b100",
     "w4_async_c10_p1": "claim_ack_b10",
-    "w5_engine_l1_b10": "claim_ack_b10",
-    "w5_engine_l2_b50": "claim_ack_b50",
 }
 # Figures against the same work with only pgqueue's own layer taken away (not targets):
 # the async single enqueue against a bare INSERT through the same async driver, and W2

@@ -33,7 +33,8 @@ BOUND = 240.0  # seconds: every W2 measurement gives up after this (PEERS.md)
 # the first change to each page after a checkpoint starts writes the whole page to the
 # WAL: a measurement that a checkpoint happened to start in paid for it (W1 bulk read
 # 43 % of COPY in such a full run, 54 % run alone). Starting each one just after a
-# checkpoint gives it, whichever system it measures, the same ~1 GB of WAL headroom.
+# checkpoint, whichever system it measures, one starts inside it only if it and its own
+# prefill write max_wal_size (1 GB by default) of WAL.
 CHECKPOINT = "CHECKPOINT"
 
 
