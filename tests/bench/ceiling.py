@@ -14,6 +14,8 @@ import time
 
 import psycopg
 
+from .systems import CHECKPOINT
+
 SCHEMA = "bench_ceiling"
 CREATE = [
     f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
@@ -56,7 +58,7 @@ def prepare(dsn: str) -> None:
 
 def _truncate(conn: psycopg.Connection) -> None:
     conn.execute(f"TRUNCATE {SCHEMA}.jobs RESTART IDENTITY")  # type: ignore[arg-type]
-    conn.execute("CHECKPOINT")  # as before every measurement (systems.CHECKPOINT)
+    conn.execute(CHECKPOINT)  # as before every measurement of every system
 
 
 def single_inserts(dsn: str, n: int) -> float:
@@ -74,10 +76,11 @@ def single_inserts_async(dsn: str, n: int) -> float:
     added to the loop and removed, a future, two loop turns) on top of the same INSERT.
     An async enqueue API cannot do better than this."""
 
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        _truncate(conn)
+
     async def run() -> float:
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-            await conn.execute(f"TRUNCATE {SCHEMA}.jobs RESTART IDENTITY")  # type: ignore[arg-type]
-            await conn.execute("CHECKPOINT")
             t = time.perf_counter()
             for i in range(n):
                 await conn.execute(INSERT, ("noop", f'{{"i":{i}}}'))  # type: ignore[arg-type]
@@ -112,18 +115,17 @@ def claim_ack(dsn: str, n: int, batch: int, connections: int = 2) -> float:
 
     def drain(k: int) -> None:
         try:
-            conn = psycopg.connect(dsn, autocommit=True)
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                ready.wait()
+                while True:
+                    ids = [r[0] for r in conn.execute(CLAIM, [batch]).fetchall()]  # type: ignore[arg-type]
+                    if not ids:
+                        return
+                    conn.execute(ACK, [ids])  # type: ignore[arg-type]
+                    done[k] += len(ids)
         except BaseException:
-            ready.abort()  # the others (and the timer) would wait for this one forever
+            ready.abort()  # else a failure before the start leaves the others waiting
             raise
-        with conn:
-            ready.wait()
-            while True:
-                ids = [r[0] for r in conn.execute(CLAIM, [batch]).fetchall()]  # type: ignore[arg-type]
-                if not ids:
-                    return
-                conn.execute(ACK, [ids])  # type: ignore[arg-type]
-                done[k] += len(ids)
 
     threads = [threading.Thread(target=drain, args=(k,)) for k in range(connections)]
     for th in threads:

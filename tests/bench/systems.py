@@ -120,8 +120,9 @@ class System:
             row = conn.execute(query).fetchone()  # type: ignore[arg-type]
             return None if row is None else row[0]
 
-    def reset(self) -> None:
-        self.execute(*self.adapter.RESET_SQL, CHECKPOINT)
+    def reset(self, *instead: str) -> None:
+        """Clear the system's tables (or run ``instead``), then checkpoint (see CHECKPOINT)."""
+        self.execute(*(instead or self.adapter.RESET_SQL), CHECKPOINT)
 
     def analyze(self) -> None:
         self.execute(f"ANALYZE {self.adapter.TABLE}")

@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .systems import CHECKPOINT, BenchError, System
+from .systems import BenchError, System
 
 
 def w1_single(system: System, n: int, api: str = "async") -> float:
@@ -50,9 +50,7 @@ def w2_process(
     if keep_after_id is None:
         system.reset()
     else:
-        system.execute(
-            f"DELETE FROM {system.adapter.TABLE} WHERE id > {int(keep_after_id)}", CHECKPOINT
-        )
+        system.reset(f"DELETE FROM {system.adapter.TABLE} WHERE id > {int(keep_after_id)}")
     system.call("prefill", n=n, kind=kind, timeout=600)
     if analyze:
         system.analyze()

@@ -44,10 +44,9 @@ def _fill_backlog(db: psycopg.Connection, table: sql.Identifier) -> None:
 
 
 def _claim_plan(db: psycopg.Connection, schema: str) -> dict[str, Any]:
-    params = CLAIM_PARAMS
     with db.transaction(force_rollback=True):
         (doc,) = db.execute(
-            "EXPLAIN (ANALYZE, FORMAT JSON) " + queries(schema).fetch_jobs, params
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + queries(schema).fetch_jobs, CLAIM_PARAMS
         ).fetchone()
     plan = doc if isinstance(doc, list) else json.loads(doc)
     (picked,) = [n for n in _nodes(plan[0]["Plan"]) if n.get("Subplan Name") == "CTE picked"]

@@ -149,27 +149,20 @@ def claim_loop(dsn: str, n: int, batch: int, lanes: int = 2) -> dict[str, float]
 
     async def lane(engine: Engine, ready: asyncio.Barrier) -> int:
         try:
-            conn = await engine.connect()
-        except BaseException:
-            await ready.abort()  # else the other lanes and the timer wait forever
-            raise
-        try:
-            try:
+            async with await engine.connect() as conn:
                 await engine.tune_claims(conn)
-            except BaseException:
-                await ready.abort()
-                raise
-            await ready.wait()
-            acks: list[Transition] = []
-            done = 0
-            while True:
-                jobs = await engine.fetch_jobs(QUEUE, batch, "bench-claim-loop", acks, conn)
-                if not jobs and not acks:
-                    return done
-                done += len(jobs)
-                acks = [Transition(j.id, j.attempt, "completed") for j in jobs]
-        finally:
-            await conn.close()
+                await ready.wait()
+                acks: list[Transition] = []
+                done = 0
+                while True:
+                    jobs = await engine.fetch_jobs(QUEUE, batch, "bench-claim-loop", acks, conn)
+                    if not jobs and not acks:
+                        return done
+                    done += len(jobs)
+                    acks = [Transition(j.id, j.attempt, "completed") for j in jobs]
+        except BaseException:
+            await ready.abort()  # else a failure before the start leaves the others waiting
+            raise
 
     async def main() -> dict[str, float]:
         pool = AsyncConnectionPool(dsn, open=False, kwargs=connection_options())
