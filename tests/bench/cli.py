@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import ceiling, report, workloads
+from . import ceiling, report, steal, workloads
 from .memory import memory_run
 from .peers import ADAPTERS
 from .systems import ROOT, BoundHit, System, base_database, database_dsn
@@ -114,9 +114,12 @@ class Bench:
         self.ceiling: dict[str, list[float]] = {}
         self.errors: list[str] = []
         self.memory: dict[str, Any] | None = None
+        # Share of CPU the hypervisor took during each measurement, by system and figure.
+        self.steal: dict[str, dict[str, list[float | None]]] = {}
 
     def measure(self, system: str, key: str, fn: Any, *a: Any, **kw: Any) -> Any:
         label = report.FIGURES.get(key) or report.CEILING.get(key, key)
+        before = steal.snapshot()
         try:
             value = fn(*a, **kw)
         except BoundHit as exc:  # too slow to finish: keep the rate it reached, flagged
@@ -128,6 +131,9 @@ class Bench:
             self.errors.append(msg)
             say(f"   ! {msg}")
             return None
+        stolen = steal.share(before, steal.snapshot())
+        self.steal.setdefault(system, {}).setdefault(key, []).append(stolen)
+        note = f"   (CPU stolen {stolen:.0%})" if stolen is not None and stolen >= 0.02 else ""
         if isinstance(value, dict):  # W3
             for p in ("p50", "p95", "p99"):
                 self.results.setdefault(system, {}).setdefault(f"w3_{p}", []).append(value[p])
@@ -137,7 +143,7 @@ class Bench:
         else:
             target = self.ceiling if system == "ceiling" else self.results.setdefault(system, {})
             target.setdefault(key, []).append(value)
-            say(f"   {system:13} {label:45} {value:,.0f}")
+            say(f"   {system:13} {label:45} {value:,.0f}{note}")
         return value
 
     def systems(self) -> list[System]:
@@ -292,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"memory run: {m['jobs']:,} jobs in {m['seconds']:.0f} s ({m['jobs_per_s']:,.0f}/s); worker RSS "
               f"first {m['rss_first_mib']:.1f} MiB, last {m['rss_last_mib']:.1f}, max {m['rss_max_mib']:.1f} "
               f"({100 * m['growth']:+.1f} %)")  # fmt: skip
+    if line := report.steal_line(bench.steal):
+        print()
+        print(line)
     if bench.errors:
         print()
         print("errors:")
@@ -302,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         "started": started, "seconds": time.time() - started, "machine": machine(),
         "postgres": pg_version, "options": {k: v if not isinstance(v, set) else sorted(v) for k, v in vars(args).items() if k != "dsn"},
         "sizes": bench.sizes, "results": bench.results, "ceiling": bench.ceiling,
-        "targets": tgts, "memory": bench.memory, "errors": bench.errors,
+        "targets": tgts, "memory": bench.memory, "errors": bench.errors, "steal": bench.steal,
     })  # fmt: skip
     print(f"\nwrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
     return 0

@@ -288,6 +288,29 @@ def peers_ratio_table(results: dict[str, dict[str, list[float]]], systems: list[
     return table(["pgqueue vs peer (>1 = pgqueue better)", *peers], rows) if rows else ""
 
 
+def steal_line(steal: dict[str, dict[str, list[float | None]]]) -> str:
+    """One line on how much CPU the hypervisor took during the measurements: a figure
+    measured while much was stolen is slow for a reason outside the code (steal.py)."""
+    seen = [
+        (share, system, key)
+        for system, figures in steal.items()
+        for key, shares in figures.items()
+        for share in shares
+        if share is not None
+    ]
+    if not seen:
+        return ""
+    worst = max(seen)
+    above = sum(1 for share, _, _ in seen if share >= 0.05)
+    key = worst[2]
+    label = FIGURES.get(key) or CEILING.get(key) or ("W3 latency" if key == "w3" else key)
+    return (
+        f"CPU stolen by the hypervisor during the {len(seen)} measurements: median "
+        f"{statistics.median(s for s, _, _ in seen):.1%}, {above} at 5 % or more; "
+        f"most {worst[0]:.0%} ({worst[1]}, {label})"
+    )
+
+
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")

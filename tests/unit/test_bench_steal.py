@@ -1,0 +1,44 @@
+"""The bench's record of CPU stolen by the hypervisor (tests/bench/steal.py)."""
+
+from tests.bench import report, steal
+
+STAT = """cpu  100 5 50 800 10 0 5 30 7 0
+cpu0 50 2 25 400 5 0 2 15 7 0
+intr 12345
+"""
+
+
+def test_parse_reads_the_all_cpu_line_and_leaves_guest_time_out():
+    # user+nice+system+idle+iowait+irq+softirq+steal; guest (7) is inside user already.
+    assert steal.parse(STAT) == (30, 1000)
+
+
+def test_parse_without_a_cpu_line_or_steal_column_is_unknown():
+    assert steal.parse("intr 1\n") is None
+    assert steal.parse("cpu  1 2 3 4\n") is None
+
+
+def test_share_is_stolen_ticks_over_all_ticks_between_snapshots():
+    assert steal.share((30, 1000), (80, 1200)) == 0.25
+    assert steal.share(None, (80, 1200)) is None
+    assert steal.share((30, 1000), (30, 1000)) is None  # no tick passed: unknown, not 0
+
+
+def test_snapshot_of_this_machine_is_consistent():
+    now = steal.snapshot()
+    if steal.STAT.exists():
+        assert now is not None and 0 <= now[0] <= now[1]
+    else:
+        assert now is None
+
+
+def test_steal_line_names_the_worst_measurement():
+    line = report.steal_line(
+        {"pgqueue": {"w2_async_c10_p1": [0.01, 0.20]}, "ceiling": {"insert": [0.0, None]}}
+    )
+    assert "3 measurements" in line
+    assert "median 1.0%" in line
+    assert "1 at 5 % or more" in line
+    assert "most 20% (pgqueue, W2 async, 1 proc x 10 (/s))" in line
+    assert report.steal_line({"pgqueue": {"w1_single": [None]}}) == ""
+    assert report.steal_line({"oban": {"w3": [0.07]}}).endswith("most 7% (oban, W3 latency)")
