@@ -2,15 +2,16 @@
 
 Wall-clock figures on this machine swing by a third between runs (another tenant's load,
 see steal.py), which hides any schema change worth less than that. Instructions do not
-swing: this runs a private PostgreSQL in single-user mode under valgrind's callgrind and
-counts what the server executes for one single-row enqueue (``insert_job_plain``, a
-prepared statement and its commit, as W1 sends it) and for the ceiling's bare INSERT.
-The same binaries and schema give the same count on any run, whatever else the machine
-is doing, so a schema change (``--without`` an index) is measured in one sitting.
+swing: this runs a private PostgreSQL under valgrind's callgrind and counts what one
+backend executes for a single-row enqueue (``insert_job_plain`` through psycopg as a
+prepared statement, with its RETURNING row and its commit, as W1 sends it) and for the
+ceiling's bare INSERT. The same binaries and schema give the same count on any run,
+whatever else the machine is doing, so a schema change (``--without`` an index) is
+measured in one sitting.
 
-Each figure is (instructions of 3N statements - instructions of N) / 2N: start-up,
-catalogue loading and the first executions cancel out. It is the server's work only:
-the client, the network and the WAL flush's wait are not in it.
+Each figure is (instructions of a connection's 3N statements - those of N) / 2N:
+connection start-up, catalogue loading and the first executions cancel out. It is the
+backend's work only: the client, the network and the WAL flush's wait are not in it.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from __future__ import annotations
 import argparse
 import glob
 import os
-import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,31 +41,14 @@ SCHEMA = "cost"
 CHANNEL = f"{SCHEMA}.pgqueue_jobs"
 INDEXES = "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = 'pgqueue_jobs'"
 
-
-def _one_line(statement: str) -> str:
-    """A statement on one line (single-user mode reads a statement per line), comments
-    dropped, psycopg's ``%s`` placeholders as PREPARE's ``$1, $2, ...``."""
-    lines = statement.splitlines()
-    code = " ".join(line for line in lines if not line.lstrip().startswith("--"))
-    count = iter(range(1, 100))
-    return re.sub(r"%s", lambda _: f"${next(count)}", " ".join(code.split()))
-
-
-STATEMENTS = {
-    "ceiling INSERT": (
-        f"PREPARE s(text, jsonb) AS {_one_line(ceiling.INSERT)}",
-        "EXECUTE s('noop', '{\"i\":1}')",
-    ),
+# What W1 sends, with the same parameters: the ceiling's INSERT and pgqueue's enqueue.
+STATEMENTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "ceiling INSERT": (ceiling.INSERT, ("noop", '{"i":1}')),
     "pgqueue insert_job_plain": (
-        "PREPARE s(text, text, text, text) AS " + _one_line(queries(SCHEMA).insert_job_plain),
-        f"EXECUTE s('bench', 'noop', '{{\"i\":1}}', '{CHANNEL}')",
+        queries(SCHEMA).insert_job_plain,
+        ("bench", "noop", '{"i":1}', CHANNEL),
     ),
 }
-
-
-def _script(prepare: str, execute: str, n: int) -> str:
-    # Single-user mode reads one statement per line.
-    return "\n".join([prepare, *[execute] * n]) + "\n"
 
 
 def _schema(dsn: str, without: list[str]) -> list[str]:
@@ -96,39 +82,75 @@ def _schema(dsn: str, without: list[str]) -> list[str]:
         return sorted(r[0] for r in conn.execute(INDEXES, (SCHEMA,)))
 
 
-def count(server: Any, prepare: str, execute: str, n: int, valgrind: str) -> float:
-    """Instructions per ``execute`` in a single-user backend on ``server``'s data
-    (stopped: a single-user backend needs the data directory to itself)."""
-    user = server._user  # PostgreSQL refuses to run as root: the server's own user
-    as_user = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []} if user else {}
-    totals = []
-    for runs in (n, 3 * n):
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "callgrind.out"
-            os.chmod(tmp, 0o777)
-            argv = [valgrind, "--tool=callgrind", f"--callgrind-out-file={out}",
-                    str(server.bin / "postgres"), "--single", "-D", str(server.data),
-                    "-c", "fsync=off", "postgres"]  # fmt: skip
-            proc = subprocess.run(
-                argv,
-                input=_script(prepare, execute, runs),
-                capture_output=True,
-                text=True,
-                timeout=1800,
-                cwd=tmp,
-                **as_user,  # type: ignore[arg-type]
-            )
-            errors = [line for line in proc.stderr.splitlines() if " ERROR: " in line]
-            if proc.returncode != 0 or errors or not out.exists():
-                raise SystemExit(f"single-user run failed: {(errors or [proc.stderr[-500:]])[0]}")
-            summary = next(x for x in out.read_text().splitlines() if x.startswith("summary:"))
-            totals.append(int(summary.split()[1]))
-    return (totals[1] - totals[0]) / (2 * n)
+class CountedServer:
+    """``server``'s data directory run by a postmaster under callgrind, one output file
+    per process (backends are forked, and callgrind follows a fork)."""
+
+    def __init__(self, server: Any, valgrind: str) -> None:
+        self.server = server
+        self.valgrind = valgrind
+        self.out = Path(tempfile.mkdtemp(prefix="pgqueue-cost-"))
+        os.chmod(self.out, 0o777)  # written by the server's user
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> CountedServer:
+        user = self.server._user  # PostgreSQL refuses to run as root: the server's user
+        as_user = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []} if user else {}
+        argv = [self.valgrind, "--tool=callgrind", f"--callgrind-out-file={self.out}/cg.%p",
+                str(self.server.bin / "postgres"), "-D", str(self.server.data),
+                "-c", "listen_addresses=127.0.0.1", "-c", f"port={self.server.port}",
+                "-c", "unix_socket_directories=", "-c", "autovacuum=off"]  # fmt: skip
+        self.proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=self.out,
+            **as_user,  # type: ignore[arg-type]
+        )
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                psycopg.connect(self.server.dsn, connect_timeout=5).close()
+                return self
+            except psycopg.OperationalError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.__exit__()
+                    raise SystemExit("PostgreSQL under valgrind did not start") from None
+                time.sleep(0.5)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # fast shutdown
+            self.proc.wait(300)
+        shutil.rmtree(self.out, ignore_errors=True)
+
+    def instructions(self, statement: str, params: Sequence[Any], runs: int) -> int:
+        """Instructions of one backend that ran ``statement`` ``runs`` times, prepared."""
+        with psycopg.connect(self.server.dsn, autocommit=True) as conn:
+            pid = conn.info.backend_pid
+            for _ in range(runs):
+                conn.execute(statement, params, prepare=True)  # type: ignore[arg-type]
+        out = self.out / f"cg.{pid}"
+        deadline = time.monotonic() + 120
+        while True:  # callgrind writes the file as the backend exits
+            if out.exists():
+                totals = [x for x in out.read_text().splitlines() if x.startswith("totals:")]
+                if totals:
+                    return int(totals[0].split()[1])
+            if time.monotonic() > deadline:
+                raise SystemExit(f"no callgrind output for backend {pid}")
+            time.sleep(0.2)
+
+
+def count(db: CountedServer, statement: str, params: Sequence[Any], n: int) -> float:
+    """Instructions per execution of ``statement``, start-up cancelled out."""
+    many = db.instructions(statement, params, 3 * n)
+    return (many - db.instructions(statement, params, n)) / (2 * n)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.bench.server_cost", description=__doc__)
-    p.add_argument("-n", type=int, default=500, help="statements of the short run (default 500)")
+    p.add_argument("-n", type=int, default=300, help="statements of the short run (default 300)")
     p.add_argument(
         "--without", action="append", default=[], metavar="INDEX",
         help="measure pgqueue's statement with this index dropped (repeatable)",
@@ -147,10 +169,11 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
         print(f"pgqueue_jobs indexes measured ({len(indexes)}): {', '.join(indexes)}")
         base = None
-        for name, (prepare, execute) in STATEMENTS.items():
-            per = count(server, prepare, execute, args.n, valgrind)
-            base = base or per
-            print(f"{name:26} {per:10,.0f} instructions per statement ({per / base:.2f}x)")
+        with CountedServer(server, valgrind) as db:
+            for name, (statement, params) in STATEMENTS.items():
+                per = count(db, statement, params, args.n)
+                base = base or per
+                print(f"{name:26} {per:10,.0f} instructions per statement ({per / base:.2f}x)")
     return 0
 
 

@@ -1,7 +1,8 @@
 """The bench's own tools: the record of CPU stolen by the hypervisor (steal.py) and the
-statements server_cost.py feeds a single-user backend."""
+statements server_cost.py counts."""
 
-from tests.bench import report, server_cost, steal
+from pgqueue.sql import queries
+from tests.bench import ceiling, report, server_cost, steal
 
 STAT = """cpu  100 5 50 800 10 0 5 30 7 0
 cpu0 50 2 25 400 5 0 2 15 7 0
@@ -45,11 +46,12 @@ def test_steal_line_names_the_worst_measurement():
     assert report.steal_line({"oban": {"w3": [0.07]}}).endswith("most 7% (oban, W3 latency)")
 
 
-def test_server_cost_statements_are_one_line_prepares_with_numbered_parameters():
-    prepare, execute = server_cost.STATEMENTS["pgqueue insert_job_plain"]
-    assert "\n" not in prepare and "--" not in prepare and "%s" not in prepare
-    assert prepare.startswith("PREPARE s(text, text, text, text) AS INSERT INTO")
-    assert "VALUES ($1, $2, $3::jsonb) RETURNING id, inserted_at, pg_notify($4, queue)" in prepare
-    assert execute.count("'") == 8
-    script = server_cost._script(prepare, execute, 3)
-    assert script.splitlines() == [prepare, execute, execute, execute]
+def test_server_cost_sends_what_w1_sends():
+    # The engine's own statement for a plain enqueue, and as many values as placeholders.
+    statement, params = server_cost.STATEMENTS["pgqueue insert_job_plain"]
+    assert statement == queries(server_cost.SCHEMA).insert_job_plain
+    assert statement.count("%s") == len(params) == 4
+    assert params[3] == server_cost.CHANNEL == f"{server_cost.SCHEMA}.pgqueue_jobs"
+    statement, params = server_cost.STATEMENTS["ceiling INSERT"]
+    assert statement == ceiling.INSERT
+    assert statement.count("%s") == len(params) == 2
