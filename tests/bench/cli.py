@@ -138,7 +138,7 @@ class Bench:
             for p in ("p50", "p95", "p99"):
                 self.results.setdefault(system, {}).setdefault(f"w3_{p}", []).append(value[p])
             say(
-                f"   {system:13} {'W3 p50/p95/p99':45} {value['p50']:.2f} / {value['p95']:.2f} / {value['p99']:.2f} ms"
+                f"   {system:13} {'W3 p50/p95/p99':45} {value['p50']:.2f} / {value['p95']:.2f} / {value['p99']:.2f} ms{note}"
             )
         else:
             target = self.ceiling if system == "ceiling" else self.results.setdefault(system, {})

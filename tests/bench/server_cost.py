@@ -5,9 +5,9 @@ see steal.py), which hides any schema change worth less than that. Instructions 
 swing: this runs a private PostgreSQL under valgrind's callgrind and counts what one
 backend executes for a single-row enqueue (``insert_job_plain`` through psycopg as a
 prepared statement, with its RETURNING row and its commit, as W1 sends it) and for the
-ceiling's bare INSERT. The same binaries and schema give the same count on any run,
-whatever else the machine is doing, so a schema change (``--without`` an index) is
-measured in one sitting.
+ceiling's bare INSERT. The same binaries and schema give the same count to about 0.1 %
+on any run, whatever else the machine is doing, so a schema change (``--without`` an
+index) is measured in one sitting.
 
 Each figure is (instructions of a connection's 3N statements - those of N) / 2N:
 connection start-up, catalogue loading and the first executions cancel out. It is the
@@ -25,29 +25,28 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from pgqueue._engine import _single
+from pgqueue._job import JobSpec
 from pgqueue._migrate import migrate
 from pgqueue.sql import queries
 
 from . import ceiling
 
 SCHEMA = "cost"
-CHANNEL = f"{SCHEMA}.pgqueue_jobs"
 INDEXES = "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = 'pgqueue_jobs'"
 
-# What W1 sends, with the same parameters: the ceiling's INSERT and pgqueue's enqueue.
-STATEMENTS: dict[str, tuple[str, tuple[str, ...]]] = {
+# What W1 sends: the ceiling's INSERT, and what the engine sends for Worker.enqueue(args)
+# with default options (its own choice of statement and parameters).
+PLAIN = JobSpec.with_defaults("noop", {"i": 1}, "bench", 0, 20, None)
+STATEMENTS: dict[str, tuple[str, Any]] = {
     "ceiling INSERT": (ceiling.INSERT, ("noop", '{"i":1}')),
-    "pgqueue insert_job_plain": (
-        queries(SCHEMA).insert_job_plain,
-        ("bench", "noop", '{"i":1}', CHANNEL),
-    ),
+    "pgqueue insert_job_plain": _single(queries(SCHEMA), PLAIN),
 }
 
 
@@ -63,13 +62,13 @@ def _schema(dsn: str, without: list[str]) -> list[str]:
             raise SystemExit(
                 f"no index {', '.join(unknown)} on pgqueue_jobs (it has: {', '.join(sorted(known))})"
             )
-        for name in without:
+        for name in sorted(set(without)):
             row = conn.execute(
                 "SELECT c.conname FROM pg_constraint c JOIN pg_class i ON i.oid = c.conindid "
-                "WHERE i.relname = %s AND c.contype = 'x'",
+                "WHERE i.relname = %s AND c.contype IN ('p', 'u', 'x')",
                 (name,),
             ).fetchone()
-            if row:  # an exclusion constraint's index goes with its constraint
+            if row:  # a constraint's index (primary key, exclusion) goes with the constraint
                 conn.execute(
                     sql.SQL("ALTER TABLE {}.pgqueue_jobs DROP CONSTRAINT {}").format(
                         sql.Identifier(SCHEMA), sql.Identifier(row[0])
@@ -84,65 +83,83 @@ def _schema(dsn: str, without: list[str]) -> list[str]:
 
 class CountedServer:
     """``server``'s data directory run by a postmaster under callgrind, one output file
-    per process (backends are forked, and callgrind follows a fork)."""
+    per process (backends are forked, and callgrind follows a fork; a backend forked
+    later starts from the postmaster's count at that moment, which the difference of two
+    backends leaves in only as the postmaster's work between the two forks)."""
 
     def __init__(self, server: Any, valgrind: str) -> None:
         self.server = server
         self.valgrind = valgrind
         self.out = Path(tempfile.mkdtemp(prefix="pgqueue-cost-"))
-        os.chmod(self.out, 0o777)  # written by the server's user
+        user = server._user  # PostgreSQL refuses to run as root: the server's own user
+        self.as_user = (
+            {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []} if user else {}
+        )
+        if user:
+            os.chown(self.out, user.pw_uid, user.pw_gid)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> CountedServer:
-        user = self.server._user  # PostgreSQL refuses to run as root: the server's user
-        as_user = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []} if user else {}
         argv = [self.valgrind, "--tool=callgrind", f"--callgrind-out-file={self.out}/cg.%p",
                 str(self.server.bin / "postgres"), "-D", str(self.server.data),
                 "-c", "listen_addresses=127.0.0.1", "-c", f"port={self.server.port}",
                 "-c", "unix_socket_directories=", "-c", "autovacuum=off"]  # fmt: skip
-        self.proc = subprocess.Popen(
-            argv,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd=self.out,
-            **as_user,  # type: ignore[arg-type]
-        )
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                psycopg.connect(self.server.dsn, connect_timeout=5).close()
-                return self
-            except psycopg.OperationalError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.__exit__()
-                    raise SystemExit("PostgreSQL under valgrind did not start") from None
-                time.sleep(0.5)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env["LC_ALL"] = "C"
+        try:
+            self.proc = subprocess.Popen(
+                argv,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd=self.out,
+                env=env,
+                **self.as_user,  # type: ignore[arg-type]
+            )
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    psycopg.connect(self.server.dsn, connect_timeout=5).close()
+                    return self
+                except psycopg.OperationalError:
+                    if self.proc.poll() is not None or time.monotonic() > deadline:
+                        raise SystemExit("PostgreSQL under valgrind did not start") from None
+                    time.sleep(0.5)
+        except BaseException:
+            self.__exit__()
+            raise
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)  # fast shutdown
-            self.proc.wait(300)
-        shutil.rmtree(self.out, ignore_errors=True)
+        try:
+            if self.proc is not None and self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGINT)  # fast shutdown
+                try:
+                    self.proc.wait(300)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+        finally:
+            shutil.rmtree(self.out, ignore_errors=True)
 
-    def instructions(self, statement: str, params: Sequence[Any], runs: int) -> int:
+    def instructions(self, statement: str, params: Any, runs: int) -> int:
         """Instructions of one backend that ran ``statement`` ``runs`` times, prepared."""
         with psycopg.connect(self.server.dsn, autocommit=True) as conn:
             pid = conn.info.backend_pid
             for _ in range(runs):
-                conn.execute(statement, params, prepare=True)  # type: ignore[arg-type]
-        out = self.out / f"cg.{pid}"
+                conn.execute(statement, params, prepare=True)
+        # callgrind writes the file as the backend exits: read it once the process is gone.
         deadline = time.monotonic() + 120
-        while True:  # callgrind writes the file as the backend exits
-            if out.exists():
-                totals = [x for x in out.read_text().splitlines() if x.startswith("totals:")]
-                if totals:
-                    return int(totals[0].split()[1])
+        while Path(f"/proc/{pid}").exists():
             if time.monotonic() > deadline:
-                raise SystemExit(f"no callgrind output for backend {pid}")
+                raise SystemExit(f"backend {pid} did not exit")
             time.sleep(0.2)
+        out = self.out / f"cg.{pid}"
+        totals = [x for x in out.read_text().splitlines() if x.startswith("totals:")]
+        if not totals:
+            raise SystemExit(f"no callgrind totals for backend {pid}")
+        return int(totals[0].split()[1])
 
 
-def count(db: CountedServer, statement: str, params: Sequence[Any], n: int) -> float:
+def count(db: CountedServer, statement: str, params: Any, n: int) -> float:
     """Instructions per execution of ``statement``, start-up cancelled out."""
     many = db.instructions(statement, params, 3 * n)
     return (many - db.instructions(statement, params, n)) / (2 * n)
@@ -162,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from pgqueue.testing.embedded import EmbeddedPostgres
 
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda b: float(Path(b).parent.name))
     bin_dir = Path(bins[-1]) if bins and not os.environ.get("PGQUEUE_PG_BIN") else None
     with EmbeddedPostgres(bin_dir=bin_dir) as server:
         indexes = _schema(server.dsn, args.without)

@@ -1,6 +1,7 @@
 """The bench's own tools: the record of CPU stolen by the hypervisor (steal.py) and the
 statements server_cost.py counts."""
 
+from pgqueue._engine import channel
 from pgqueue.sql import queries
 from tests.bench import ceiling, report, server_cost, steal
 
@@ -47,11 +48,12 @@ def test_steal_line_names_the_worst_measurement():
 
 
 def test_server_cost_sends_what_w1_sends():
-    # The engine's own statement for a plain enqueue, and as many values as placeholders.
+    # A plain enqueue of the bench's no-op job, through the engine's own choice of
+    # statement: insert_job_plain, four values by position, the schema's channel.
     statement, params = server_cost.STATEMENTS["pgqueue insert_job_plain"]
     assert statement == queries(server_cost.SCHEMA).insert_job_plain
-    assert statement.count("%s") == len(params) == 4
-    assert params[3] == server_cost.CHANNEL == f"{server_cost.SCHEMA}.pgqueue_jobs"
+    assert tuple(params) == ("bench", "noop", '{"i":1}', channel(server_cost.SCHEMA))
+    assert statement.count("%s") == len(params)
     statement, params = server_cost.STATEMENTS["ceiling INSERT"]
     assert statement == ceiling.INSERT
     assert statement.count("%s") == len(params) == 2
