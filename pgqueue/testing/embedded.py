@@ -28,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 UNPRIVILEGED_USER = "nobody"
 
@@ -148,23 +149,28 @@ class EmbeddedPostgres:
                 )
         return target / "bin"
 
+    def process_options(self) -> dict[str, Any]:
+        """``subprocess`` options for a program run as this server is: its user when
+        started as root (PostgreSQL refuses root), no ``PG*`` variables of the caller's,
+        the C locale. Also for ``postgres`` itself run under a profiler."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env["LC_ALL"] = "C"
+        options: dict[str, Any] = {"env": env}
+        if self._user is not None:
+            options.update(user=self._user.pw_uid, group=self._user.pw_gid, extra_groups=[])
+        return options
+
     def _run(
         self, tool: str, *args: str, check: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         assert self.bin is not None and self.base is not None
-        kwargs: dict[str, object] = {}
-        if self._user is not None:
-            kwargs.update(user=self._user.pw_uid, group=self._user.pw_gid, extra_groups=[])
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-        env["LC_ALL"] = "C"
         proc = subprocess.run(
             [str(self.bin / tool), *args],
             cwd=self.base,
-            env=env,
             capture_output=True,
             text=True,
             timeout=timeout,
-            **kwargs,  # type: ignore[arg-type]
+            **self.process_options(),  # type: ignore[arg-type]
         )
         if check and proc.returncode != 0:
             raise EmbeddedError(

@@ -118,7 +118,7 @@ class Bench:
         self.steal: dict[str, dict[str, list[float | None]]] = {}
 
     def measure(self, system: str, key: str, fn: Any, *a: Any, **kw: Any) -> Any:
-        label = report.FIGURES.get(key) or report.CEILING.get(key, key)
+        label = report.figure_label(key)
         before = steal.snapshot()
         try:
             value = fn(*a, **kw)

@@ -192,13 +192,20 @@ def profile(dsn_server: str, out: Path, jobs: int, inserts: int, concurrency: in
     return "\n".join(parts)
 
 
+def system_bin_dir() -> Path | None:
+    """The newest of the system's PostgreSQL binaries (Debian's /usr/lib/postgresql/N/bin),
+    unless ``PGQUEUE_PG_BIN`` names others; None: the embedded server's own choice."""
+    if os.environ.get("PGQUEUE_PG_BIN"):
+        return None
+    bins = glob.glob("/usr/lib/postgresql/*/bin")
+    return Path(max(bins, key=lambda b: float(Path(b).parent.name))) if bins else None
+
+
 def private_server() -> Any:
     from pgqueue.testing.embedded import EmbeddedPostgres
 
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
-    bin_dir = Path(bins[-1]) if bins and not os.environ.get("PGQUEUE_PG_BIN") else None
     return EmbeddedPostgres(
-        bin_dir=bin_dir,
+        bin_dir=system_bin_dir(),
         settings={
             "shared_preload_libraries": "pg_stat_statements",
             "pg_stat_statements.track": "all",

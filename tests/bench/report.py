@@ -288,6 +288,12 @@ def peers_ratio_table(results: dict[str, dict[str, list[float]]], systems: list[
     return table(["pgqueue vs peer (>1 = pgqueue better)", *peers], rows) if rows else ""
 
 
+def figure_label(key: str) -> str:
+    """How a measurement is named in the bench's output (W3's one measurement gives the
+    three percentile figures)."""
+    return FIGURES.get(key) or CEILING.get(key) or ("W3 latency" if key == "w3" else key)
+
+
 def steal_line(steal: dict[str, dict[str, list[float | None]]]) -> str:
     """One line on how much CPU the hypervisor took during the measurements: a figure
     measured while much was stolen is slow for a reason outside the code (steal.py)."""
@@ -302,8 +308,7 @@ def steal_line(steal: dict[str, dict[str, list[float | None]]]) -> str:
         return ""
     worst = max(seen)
     above = sum(1 for share, _, _ in seen if share >= 0.05)
-    key = worst[2]
-    label = FIGURES.get(key) or CEILING.get(key) or ("W3 latency" if key == "w3" else key)
+    label = figure_label(worst[2])
     return (
         f"CPU stolen by the hypervisor during the {len(seen)} measurements: median "
         f"{statistics.median(s for s, _, _ in seen):.1%}, {above} at 5 % or more; "

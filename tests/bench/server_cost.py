@@ -17,7 +17,6 @@ backend's work only: the client, the network and the WAL flush's wait are not in
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import shutil
 import signal
@@ -37,6 +36,7 @@ from pgqueue._migrate import migrate
 from pgqueue.sql import queries
 
 from . import ceiling
+from .profile import system_bin_dir
 
 SCHEMA = "cost"
 INDEXES = "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = 'pgqueue_jobs'"
@@ -91,12 +91,9 @@ class CountedServer:
         self.server = server
         self.valgrind = valgrind
         self.out = Path(tempfile.mkdtemp(prefix="pgqueue-cost-"))
-        user = server._user  # PostgreSQL refuses to run as root: the server's own user
-        self.as_user = (
-            {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []} if user else {}
-        )
-        if user:
-            os.chown(self.out, user.pw_uid, user.pw_gid)
+        self.options = server.process_options()  # as the server runs: its user, no PG*
+        if "user" in self.options:
+            os.chown(self.out, self.options["user"], self.options["group"])
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> CountedServer:
@@ -104,16 +101,13 @@ class CountedServer:
                 str(self.server.bin / "postgres"), "-D", str(self.server.data),
                 "-c", "listen_addresses=127.0.0.1", "-c", f"port={self.server.port}",
                 "-c", "unix_socket_directories=", "-c", "autovacuum=off"]  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-        env["LC_ALL"] = "C"
         try:
             self.proc = subprocess.Popen(
                 argv,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 cwd=self.out,
-                env=env,
-                **self.as_user,  # type: ignore[arg-type]
+                **self.options,
             )
             deadline = time.monotonic() + 120
             while True:
@@ -179,9 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from pgqueue.testing.embedded import EmbeddedPostgres
 
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda b: float(Path(b).parent.name))
-    bin_dir = Path(bins[-1]) if bins and not os.environ.get("PGQUEUE_PG_BIN") else None
-    with EmbeddedPostgres(bin_dir=bin_dir) as server:
+    with EmbeddedPostgres(bin_dir=system_bin_dir()) as server:
         indexes = _schema(server.dsn, args.without)
         server.stop()
         print(f"pgqueue_jobs indexes measured ({len(indexes)}): {', '.join(indexes)}")
