@@ -8,6 +8,11 @@ starts a private PostgreSQL with pg_stat_statements preloaded (the Debian binari
 with ``--dsn`` and no pg_stat_statements there, it falls back to counting transactions
 (pg_stat_database.xact_commit: every autocommit statement is one).
 
+``--native`` adds the C frames under the Python ones (libpq, libc, CPython's own C):
+the only way to see time spent inside a system call such as the ``send`` that libpq
+makes for every statement. py-spy stops the process for each of those samples, so the
+figures it prints under ``--native`` are slower than without.
+
 Writes the raw py-spy stacks and a summary.md into bench-results/profile-<time>/.
 """
 
@@ -50,7 +55,7 @@ def py_spy() -> str:
 def frame_key(frame: str) -> str:
     """``fn (path/to/file.py:123)`` -> ``fn (file area)``, lines dropped, paths shortened."""
     name, _, where = frame.partition(" (")
-    path = where.rsplit(":", 1)[0]
+    path = where.rstrip(")").rsplit(":", 1)[0]  # a C frame of --native may have no line
     for marker in ("site-packages/", "/work/main/", "python3.11/"):
         if marker in path:
             path = path.split(marker, 1)[1]
@@ -90,11 +95,22 @@ def summarise(raw: Path, top: int = 22) -> str:
     return "\n".join(out) + "\n"
 
 
+NATIVE_AREA = "native (C: libpq, libc's system calls, CPython's C modules)"
+
+
 def _area(path: str) -> str:
     for area in ("pgqueue/", "psycopg_pool/", "psycopg/", "asyncio/", "concurrent/", "threading"):
         if area in path:
             return area.rstrip("/")
+    if _native(path):
+        return NATIVE_AREA
     return "other (stdlib, json, dataclasses, ...)"
+
+
+def _native(path: str) -> bool:
+    """A --native frame: a shared library (``libc.so.6``, ``[vdso]``) or a C source."""
+    where = path.rstrip(")")
+    return ".so" in where or where.startswith("[") or where.endswith((".c", ".h"))
 
 
 class Stats:
@@ -142,13 +158,24 @@ class Stats:
         return "\n".join(lines) + "\n"
 
 
-def record(target: list[str], out: Path, rate: int = 250) -> list[str]:
-    """py-spy's command line for ``target``: ``["--pid", N]`` or a program's argv."""
-    cmd = [py_spy(), "record", "-r", str(rate), "-f", "raw", "-o", str(out), "--nonblocking"]
+def record(target: list[str], out: Path, rate: int = 250, native: bool = False) -> list[str]:
+    """py-spy's command line for ``target``: ``["--pid", N]`` or a program's argv.
+
+    Without ``native`` py-spy reads the process without stopping it; the C frames need
+    it stopped (py-spy refuses ``--native`` with ``--nonblocking``)."""
+    mode = "--native" if native else "--nonblocking"
+    cmd = [py_spy(), "record", "-r", str(rate), "-f", "raw", "-o", str(out), mode]
     return cmd + (target if target[0] == "--pid" else ["--", *target])
 
 
-def profile(dsn_server: str, out: Path, jobs: int, inserts: int, concurrency: int = 10) -> str:
+def profile(
+    dsn_server: str,
+    out: Path,
+    jobs: int,
+    inserts: int,
+    concurrency: int = 10,
+    native: bool = False,
+) -> str:
     pg = System.load("pgqueue", dsn_server, out / "logs")
     stats = Stats(pg.dsn)
     parts = [f"# pgqueue profile ({time.strftime('%Y-%m-%d %H:%M')})\n"]
@@ -161,7 +188,9 @@ def profile(dsn_server: str, out: Path, jobs: int, inserts: int, concurrency: in
         argv = [pg.python, "-m", "tests.bench.peers", "pgqueue", command]
         argv.append(f'{{"dsn": "{pg.dsn}", "n": {inserts}}}')
         t = time.perf_counter()
-        proc = subprocess.run(record(argv, raw), cwd=ROOT, env=env, capture_output=True, text=True)
+        proc = subprocess.run(
+            record(argv, raw, native=native), cwd=ROOT, env=env, capture_output=True, text=True
+        )
         elapsed = time.perf_counter() - t
         if proc.returncode != 0:
             parts.append(f"## W1 single ({api}) failed\n```\n{proc.stderr[-2000:]}\n```\n")
@@ -175,7 +204,9 @@ def profile(dsn_server: str, out: Path, jobs: int, inserts: int, concurrency: in
     (worker,) = pg.spawn_workers(1, concurrency, "async")
     raw = out / f"w2-async-c{concurrency}.txt"
     spy = subprocess.Popen(
-        record(["--pid", str(worker.pid)], raw), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        record(["--pid", str(worker.pid)], raw, native=native),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         t1 = pg.wait_drained(jobs, t0)
@@ -219,12 +250,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=30_000, help="W2 jobs (default 30,000)")
     p.add_argument("--inserts", type=int, default=5_000, help="W1 single enqueues (0: skip W1)")
     p.add_argument("--concurrency", type=int, default=10, help="W2 slots (default 10)")
+    p.add_argument(
+        "--native",
+        action="store_true",
+        help="add C frames and system calls (stops the process per sample)",
+    )
     args = p.parse_args(argv)
     out = ROOT / "bench-results" / f"profile-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         dsn = args.dsn or stack.enter_context(private_server()).dsn
-        text = profile(dsn, out, args.jobs, args.inserts, args.concurrency)
+        text = profile(dsn, out, args.jobs, args.inserts, args.concurrency, args.native)
     (out / "summary.md").write_text(text)
     print(text)
     print(f"wrote {out.relative_to(ROOT)}/summary.md and the raw py-spy stacks beside it")

@@ -3,7 +3,7 @@ statements server_cost.py counts."""
 
 from pgqueue._engine import channel
 from pgqueue.sql import queries
-from tests.bench import ceiling, report, server_cost, steal
+from tests.bench import ceiling, client_cost, profile, report, server_cost, steal
 
 STAT = """cpu  100 5 50 800 10 0 5 30 7 0
 cpu0 50 2 25 400 5 0 2 15 7 0
@@ -57,3 +57,48 @@ def test_server_cost_sends_what_w1_sends():
     statement, params = server_cost.STATEMENTS["ceiling INSERT"]
     assert statement == ceiling.INSERT
     assert statement.count("%s") == len(params) == 2
+
+
+def test_profile_summary_names_native_frames_and_their_system_calls(tmp_path):
+    # py-spy --native: C frames under the Python ones, some with no line number.
+    raw = tmp_path / "w2.txt"
+    raw.write_text(
+        "run (pgqueue/_producer.py:130);_send_query_prepared (psycopg/_cursor_base.py:602);"
+        "PQsendQueryPrepared (libpq-e9b5c9ac.so.5.18);send (libc.so.6) 3\n"
+        "run (pgqueue/_producer.py:130);select (selectors.py:468);"
+        "select_epoll_poll (selectmodule.c.h:841) 1\n"
+        "run (pgqueue/_producer.py:130);decide (pgqueue/_outcomes.py:150) 1\n"
+    )
+    text = profile.summarise(raw)
+    assert "60.0 %  send (libc.so.6)\n" in text
+    assert f"80.0 %  {profile.NATIVE_AREA}" in text
+    assert "20.0 %  pgqueue" in text
+    assert profile.frame_key("0x7f6b15e4524a (libc.so.6)") == "0x7f6b15e4524a (libc.so.6)"
+
+
+def test_profile_records_native_frames_only_by_stopping_the_process(tmp_path, monkeypatch):
+    monkeypatch.setattr(profile, "py_spy", lambda: "py-spy")
+    out = tmp_path / "raw.txt"
+    assert "--nonblocking" in profile.record(["--pid", "1"], out)
+    native = profile.record(["--pid", "1"], out, native=True)
+    assert "--native" in native and "--nonblocking" not in native
+
+
+def test_client_cost_table_adds_each_layer_to_the_one_above_it():
+    figures = [
+        (50.0, 150.0),
+        (60.0, 200.0),
+        (62.0, 205.0),
+        (70.0, 215.0),
+        (80.0, 240.0),
+        (90.0, 300.0),
+    ]
+    lines = client_cost.table(figures).splitlines()
+    rows = {
+        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:6]] for line in lines[2:8]
+    }
+    assert rows["ceiling INSERT, one connection"] == ["50.0", "", "150.0", ""]
+    assert rows["pgqueue's statement, one connection"] == ["60.0", "", "200.0", ""]
+    assert rows["+ read its RETURNING row"] == ["62.0", "+2.0", "205.0", "+5.0"]
+    assert rows["Worker.enqueue (+ the spec)"] == ["90.0", "+10.0", "300.0", "+60.0"]
+    assert lines[-1].startswith("Worker.enqueue's wall time is 2.00x the ceiling's INSERT (50% of")
