@@ -3,21 +3,27 @@
 server_cost.py counts the backend's side of W1 single; this measures the client's. It
 runs the same enqueue through six layers, each adding one thing to the last, on one
 server and in one sitting, and reports for each the calling process's CPU time per call
-(``time.process_time``: the client's own work, system calls included, without the wait
-for the server) and the wall time per call:
+(``time.process_time``: every thread of the process, the pool's included, and the
+kernel's work inside its system calls, such as the loopback delivery a ``send`` does;
+not the wait for the server) and the wall time per call:
 
 1. the ceiling's bare INSERT (tests/bench/ceiling.py) on one open connection;
 2. pgqueue's statement for ``Worker.enqueue(args)`` (``insert_job_plain``, as the engine
-   chooses it) on one open connection, its reply not read;
-3. the same, reading the RETURNING row;
+   chooses it) on one open connection; psycopg receives the whole reply, but no row
+   is made of it;
+3. the same, fetching the RETURNING row as a Python tuple;
 4. the same on a connection taken from the client's pool and given back per call;
-5. the engine's insert (``_engine.insert_jobs``: its cursor, the Job it builds) in place
-   of the bare statement;
+5. the engine's insert (``_engine.insert_jobs``: the statement chosen and its parameters
+   built for the spec, as every enqueue does, its cursor, the Job it builds) in place of
+   the prepared-once statement;
 6. ``Worker.enqueue(args)``: the spec, the pool, the engine's insert.
 
-Layers run in turn, ``-n`` calls each, and the round of six repeats ``--rounds`` times,
-so slow stretches of the machine fall on every layer alike; the medians are printed.
-Without ``--dsn`` (or ``DATABASE_URL``) it starts a private server.
+Layers run ``-n`` calls each, in a new shuffled order every round, and the round of six
+repeats ``--rounds`` times, so slow stretches of the machine and the order fall on every
+layer alike; the medians are printed with the range of the wall times, and a layer's
+"added" figure is only worth reading when it is larger than those ranges. Without
+``--dsn`` (or ``DATABASE_URL``) it starts a private server; with one, it recreates the
+schemas ``client_cost`` and ``bench_ceiling`` in that database.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import random
 import statistics
 import sys
 import time
@@ -48,9 +55,9 @@ ARGS = {"i": 1}
 LAYERS = (
     "ceiling INSERT, one connection",
     "pgqueue's statement, one connection",
-    "+ read its RETURNING row",
+    "+ fetch its RETURNING row",
     "+ a pool connection per call",
-    "+ the engine's insert (cursor, Job)",
+    "+ the engine's insert (statement, Job)",
     "Worker.enqueue (+ the spec)",
 )
 
@@ -110,11 +117,15 @@ def layers(client: pgqueue.Client, bare: psycopg.Connection[Any]) -> list[Callab
     return [ceiling_insert, held(False), held(True), pooled, engine, api]
 
 
-def measure(dsn: str, n: int, rounds: int) -> list[tuple[float, float]]:
-    """(median CPU us, median wall us) per call, for each layer of LAYERS."""
+Samples = list[tuple[list[float], list[float]]]
+
+
+def measure(dsn: str, n: int, rounds: int, seed: int = 0) -> Samples:
+    """Per layer of LAYERS, the CPU and the wall time per call (us) of each round."""
     _prepare(dsn)
-    cpu: list[list[float]] = [[] for _ in LAYERS]
-    wall: list[list[float]] = [[] for _ in LAYERS]
+    samples: Samples = [([], []) for _ in LAYERS]
+    order = list(range(len(LAYERS)))
+    shuffle = random.Random(seed).shuffle
     with (
         pgqueue.Client(dsn, schema=SCHEMA, min_size=1, max_size=1) as client,
         psycopg.connect(dsn, autocommit=True) as bare,
@@ -123,39 +134,50 @@ def measure(dsn: str, n: int, rounds: int) -> list[tuple[float, float]]:
         for run in runs:
             run(20)  # connections open, statements prepared, code paths warm
         for _ in range(rounds):
-            for i, run in enumerate(runs):
+            shuffle(order)
+            for i in order:
                 c0, w0 = time.process_time(), time.perf_counter()
-                run(n)
-                cpu[i].append((time.process_time() - c0) / n * 1e6)
-                wall[i].append((time.perf_counter() - w0) / n * 1e6)
-    return [(statistics.median(c), statistics.median(w)) for c, w in zip(cpu, wall, strict=True)]
+                runs[i](n)
+                samples[i][0].append((time.process_time() - c0) / n * 1e6)
+                samples[i][1].append((time.perf_counter() - w0) / n * 1e6)
+    return samples
 
 
-def table(figures: list[tuple[float, float]]) -> str:
-    """The printed table: each layer's CPU and wall time, and what it adds to the one above."""
+def table(samples: Samples) -> str:
+    """The printed table: each layer's median CPU and wall time, the wall times' range, and
+    what each median adds to the one above (pgqueue's layers start at the second row; the
+    ceiling's INSERT is the reference, not a step)."""
+    medians = [(statistics.median(c), statistics.median(w)) for c, w in samples]
     lines = [
-        f"| {'layer':38} | CPU us/call | added | wall us/call | added |",
-        f"|{'-' * 40}|-------------|-------|--------------|-------|",
+        f"| {'layer':38} | CPU us/call | added | wall us/call | [min-max]     | added |",
+        f"|{'-' * 40}|-------------|-------|--------------|---------------|-------|",
     ]
-    for i, (name, (cpu, wall)) in enumerate(zip(LAYERS, figures, strict=True)):
-        # The ceiling's INSERT is the reference, not a step: pgqueue's layers start at 2.
-        before = figures[i - 1] if i >= 2 else None
+    for i, (name, (cpu, wall)) in enumerate(zip(LAYERS, medians, strict=True)):
+        before = medians[i - 1] if i >= 2 else None
         added_cpu = f"{cpu - before[0]:+5.1f}" if before else ""
         added_wall = f"{wall - before[1]:+5.1f}" if before else ""
-        lines.append(f"| {name:38} | {cpu:11.1f} | {added_cpu:5} | {wall:12.1f} | {added_wall:5} |")
-    base = figures[0][1]
+        spread = f"[{min(samples[i][1]):.0f}-{max(samples[i][1]):.0f}]"
+        lines.append(
+            f"| {name:38} | {cpu:11.1f} | {added_cpu:5} | {wall:12.1f} | {spread:13} "
+            f"| {added_wall:5} |"
+        )
+    base = medians[0][1]
     lines.append("")
     lines.append(
-        f"Worker.enqueue's wall time is {figures[-1][1] / base:.2f}x the ceiling's INSERT "
-        f"({base / figures[-1][1]:.0%} of its rate); pgqueue's statement alone "
-        f"{figures[1][1] / base:.2f}x."
+        f"Worker.enqueue's wall time is {medians[-1][1] / base:.2f}x the ceiling's INSERT "
+        f"({base / medians[-1][1]:.0%} of its rate); pgqueue's statement alone "
+        f"{medians[1][1] / base:.2f}x."
     )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.bench.client_cost", description=__doc__)
-    p.add_argument("--dsn", default=os.environ.get("DATABASE_URL"), help="default $DATABASE_URL")
+    p.add_argument(
+        "--dsn",
+        default=os.environ.get("DATABASE_URL"),
+        help="default $DATABASE_URL; recreates the schemas client_cost and bench_ceiling there",
+    )
     p.add_argument("-n", type=int, default=300, help="calls per layer and round (default 300)")
     p.add_argument("--rounds", type=int, default=15, help="rounds of the six (default 15)")
     args = p.parse_args(argv)
@@ -166,9 +188,9 @@ def main(argv: list[str] | None = None) -> int:
             from pgqueue.testing.embedded import EmbeddedPostgres
 
             dsn = stack.enter_context(EmbeddedPostgres(bin_dir=system_bin_dir())).dsn
-        figures = measure(dsn, args.n, args.rounds)
+        samples = measure(dsn, args.n, args.rounds)
     print(f"medians of {args.rounds} rounds of {args.n} calls per layer\n")
-    print(table(figures))
+    print(table(samples))
     return 0
 
 

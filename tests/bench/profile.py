@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import glob
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -107,10 +108,16 @@ def _area(path: str) -> str:
     return "other (stdlib, json, dataclasses, ...)"
 
 
+# A shared library (libc.so.6, libpq-e9b5c9ac.so.5.18), a C or C++ source file, a kernel
+# mapping ([vdso]) or a frame py-spy could not name (?).
+_NATIVE = re.compile(r"\.so(\.\d+)*$|\.(c|h|cc|cpp|hpp)$|^\[.*\]$|^\?$")
+
+
 def _native(path: str) -> bool:
-    """A --native frame: a shared library (``libc.so.6``, ``[vdso]``) or a C source."""
-    where = path.rstrip(")")
-    return ".so" in where or where.startswith("[") or where.endswith((".c", ".h"))
+    """Whether a --native frame's file is C: a Python file never is, whatever its folders
+    are called (``/srv/app.solver/x.py``)."""
+    where = path.rstrip(")").rsplit("/", 1)[-1]
+    return bool(_NATIVE.search(where))
 
 
 class Stats:

@@ -76,6 +76,15 @@ def test_profile_summary_names_native_frames_and_their_system_calls(tmp_path):
     assert profile.frame_key("0x7f6b15e4524a (libc.so.6)") == "0x7f6b15e4524a (libc.so.6)"
 
 
+def test_profile_native_area_is_decided_by_the_file_name_alone():
+    native = ["libc.so.6)", "libpq-e9b5c9ac.so.5.18)", "selectmodule.c.h)", "[vdso])", "?)",
+              "_datetimemodule.c)", "libpython3.11.so.1.0)", "x/y/ops.cpp)"]  # fmt: skip
+    python = ["/srv/app.solver/x.py)", "/srv/.sockets/run.py)", "selectors.py)", "<string>)",
+              "pgqueue/_engine.py)", "libso.py)"]  # fmt: skip
+    assert [p for p in native if profile._area(p) != profile.NATIVE_AREA] == []
+    assert [p for p in python if profile._area(p) == profile.NATIVE_AREA] == []
+
+
 def test_profile_records_native_frames_only_by_stopping_the_process(tmp_path, monkeypatch):
     monkeypatch.setattr(profile, "py_spy", lambda: "py-spy")
     out = tmp_path / "raw.txt"
@@ -85,20 +94,15 @@ def test_profile_records_native_frames_only_by_stopping_the_process(tmp_path, mo
 
 
 def test_client_cost_table_adds_each_layer_to_the_one_above_it():
-    figures = [
-        (50.0, 150.0),
-        (60.0, 200.0),
-        (62.0, 205.0),
-        (70.0, 215.0),
-        (80.0, 240.0),
-        (90.0, 300.0),
-    ]
-    lines = client_cost.table(figures).splitlines()
+    # Per layer: the CPU and wall samples of three rounds; the table reads their medians.
+    medians = [(50, 150), (60, 200), (62, 205), (70, 215), (80, 240), (90, 300)]
+    samples = [([c, c - 9, c + 1], [w, w + 30, w - 10]) for c, w in medians]
+    lines = client_cost.table(samples).splitlines()
     rows = {
-        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:6]] for line in lines[2:8]
+        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:7]] for line in lines[2:8]
     }
-    assert rows["ceiling INSERT, one connection"] == ["50.0", "", "150.0", ""]
-    assert rows["pgqueue's statement, one connection"] == ["60.0", "", "200.0", ""]
-    assert rows["+ read its RETURNING row"] == ["62.0", "+2.0", "205.0", "+5.0"]
-    assert rows["Worker.enqueue (+ the spec)"] == ["90.0", "+10.0", "300.0", "+60.0"]
+    assert rows["ceiling INSERT, one connection"] == ["50.0", "", "150.0", "[140-180]", ""]
+    assert rows["pgqueue's statement, one connection"] == ["60.0", "", "200.0", "[190-230]", ""]
+    assert rows["+ fetch its RETURNING row"] == ["62.0", "+2.0", "205.0", "[195-235]", "+5.0"]
+    assert rows["Worker.enqueue (+ the spec)"] == ["90.0", "+10.0", "300.0", "[290-330]", "+60.0"]
     assert lines[-1].startswith("Worker.enqueue's wall time is 2.00x the ceiling's INSERT (50% of")
