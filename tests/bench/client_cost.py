@@ -63,9 +63,8 @@ LAYERS = (
 
 
 def _prepare(dsn: str) -> None:
+    ceiling.prepare(dsn)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        for statement in ceiling.CREATE:
-            conn.execute(statement.encode())
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCHEMA)))
         migrate(conn, SCHEMA)
 
@@ -94,21 +93,20 @@ def layers(client: pgqueue.Client, bare: psycopg.Connection[Any]) -> list[Callab
 
         return run
 
-    def pooled(n: int) -> None:
-        for _ in range(n):
-            conn = pool.getconn()
-            try:
-                conn.execute(statement, params).fetchone()
-            finally:
-                pool.putconn(conn)
+    def per_call(body: Callable[[psycopg.Connection[Any]], object]) -> Callable[[int], None]:
+        # getconn/putconn, as Client.enqueue_many does, around each call of ``body``.
+        def run(n: int) -> None:
+            for _ in range(n):
+                conn = pool.getconn()
+                try:
+                    body(conn)
+                finally:
+                    pool.putconn(conn)
 
-    def engine(n: int) -> None:
-        for _ in range(n):
-            conn = pool.getconn()
-            try:
-                insert_jobs(conn, client.queries, [spec])
-            finally:
-                pool.putconn(conn)
+        return run
+
+    pooled = per_call(lambda conn: conn.execute(statement, params).fetchone())
+    engine = per_call(lambda conn: insert_jobs(conn, client.queries, [spec]))
 
     def api(n: int) -> None:
         for _ in range(n):

@@ -53,9 +53,8 @@ STATEMENTS: dict[str, tuple[str, Any]] = {
 def _schema(dsn: str, without: list[str]) -> list[str]:
     """The bench ceiling's table and pgqueue's, then ``without``'s indexes dropped;
     returns pgqueue's index names as they are measured."""
+    ceiling.prepare(dsn)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        for statement in ceiling.CREATE:
-            conn.execute(statement.encode())
         migrate(conn, SCHEMA)
         known = {r[0] for r in conn.execute(INDEXES, (SCHEMA,))}
         if unknown := sorted(set(without) - known):
