@@ -38,6 +38,24 @@ BOUND = 240.0  # seconds: every W2 measurement gives up after this (PEERS.md)
 CHECKPOINT = "CHECKPOINT"
 
 
+# The drain poll's shortest interval: how late the clock may stop, at most, plus a poll.
+FINE = 0.005
+
+
+def next_poll(n: int, left: int, elapsed: float, interval: float, fine: float = FINE) -> float:
+    """Seconds until the next drain poll: half the time the ``left`` jobs would take at
+    the rate seen so far, between ``fine`` and ``interval``.
+
+    Far from the end it polls every ``interval`` (each poll is a count that takes the
+    system's CPU); near it the polls close in on the last completion. Before the first
+    job is done there is no rate: poll at ``interval``.
+    """
+    done = n - left
+    if done <= 0 or elapsed <= 0:
+        return interval
+    return max(fine, min(interval, left * elapsed / done / 2))
+
+
 class BenchError(RuntimeError):
     """A workload could not be measured (a worker died, a bound was hit, a peer failed)."""
 
@@ -199,13 +217,22 @@ class System:
                     os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
 
-    def wait_drained(self, n: int, t0: float, bound: float = BOUND, interval: float = 0.2) -> float:
-        """Poll until none of the ``n`` jobs is unfinished; returns the monotonic time of that."""
+    def wait_drained(
+        self, n: int, t0: float, bound: float = BOUND, interval: float = 0.2, fine: float = FINE
+    ) -> float:
+        """Poll until none of the ``n`` jobs is unfinished; returns the monotonic time of that.
+
+        The time is read just before the poll that finds nothing left (its snapshot is
+        taken after it, so the last completion came before it). Polls come every
+        ``interval`` while the end is far and closer together as it nears (see
+        ``next_poll``): a fixed 0.2 s stopped the clock up to 0.2 s after the last job,
+        a fifth of a 30,000-job drain at 25,000 jobs/s.
+        """
         deadline = t0 + bound
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             while True:
-                left = conn.execute(self.adapter.UNFINISHED_SQL).fetchone()[0]
                 now = time.monotonic()
+                left = conn.execute(self.adapter.UNFINISHED_SQL).fetchone()[0]
                 if left == 0:
                     return now
                 if now > deadline:
@@ -219,4 +246,4 @@ class System:
                         f"{self.name}: worker exited ({self.workers[0].returncode}) "
                         f"with {left} job(s) unfinished; see {self.log_dir}"
                     )
-                time.sleep(interval)
+                time.sleep(next_poll(n, left, time.monotonic() - t0, interval, fine))

@@ -1,9 +1,12 @@
 """The bench's own tools: the record of CPU stolen by the hypervisor (steal.py) and the
 statements server_cost.py counts."""
 
+import pytest
+
 from pgqueue._engine import channel
 from pgqueue.sql import queries
 from tests.bench import ceiling, client_cost, profile, report, server_cost, steal
+from tests.bench.systems import next_poll
 
 STAT = """cpu  100 5 50 800 10 0 5 30 7 0
 cpu0 50 2 25 400 5 0 2 15 7 0
@@ -106,3 +109,14 @@ def test_client_cost_table_adds_each_layer_to_the_one_above_it():
     assert rows["+ fetch its RETURNING row"] == ["62.0", "+2.0", "205.0", "[195-235]", "+5.0"]
     assert rows["Worker.enqueue (+ the spec)"] == ["90.0", "+10.0", "300.0", "[290-330]", "+60.0"]
     assert lines[-1].startswith("Worker.enqueue's wall time is 2.00x the ceiling's INSERT (50% of")
+
+
+def test_drain_poll_closes_in_on_the_end_at_the_rate_seen_so_far():
+    # No job done yet: no rate, the plain interval.
+    assert next_poll(30_000, 30_000, 0.5, 0.2) == 0.2
+    # 10,000 done in 0.5 s: the other 20,000 take 1 s, so the poll waits the interval.
+    assert next_poll(30_000, 20_000, 0.5, 0.2) == 0.2
+    # 1,000 left at 20,000/s take 0.05 s: half of that.
+    assert next_poll(30_000, 1_000, 1.45, 0.2) == pytest.approx(0.025)
+    # A few left: never closer than the fine interval.
+    assert next_poll(30_000, 3, 1.5, 0.2, 0.005) == 0.005
