@@ -17,6 +17,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from . import _admin, _engine
+from ._connections import AsyncPoolConnection, PoolConnection
 from ._dsn import describe, resolve_dsn, unavailable
 from ._errors import ConfigError
 from ._job import Job, JobSpec
@@ -69,6 +70,7 @@ class Client:
             if self._pool is None:
                 pool = ConnectionPool(
                     self.dsn,
+                    connection_class=PoolConnection,
                     min_size=self._min_size,
                     max_size=self._max_size,
                     open=False,
@@ -94,6 +96,7 @@ class Client:
         if pool is None:
             pool = AsyncConnectionPool(
                 self.dsn,
+                connection_class=AsyncPoolConnection,
                 min_size=self._min_size,
                 max_size=self._max_size,
                 open=False,

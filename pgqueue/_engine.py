@@ -21,6 +21,7 @@ from psycopg.adapt import Loader
 from psycopg.rows import RowMaker
 from psycopg_pool import AsyncConnectionPool
 
+from ._connections import one_cursor, one_cursor_async
 from ._errors import ConfigError
 from ._job import Job, JobSpec, collector_paused
 from ._outcomes import Transition
@@ -426,7 +427,7 @@ def _single_job(spec: JobSpec, row: Sequence[Any] | None) -> Job:
 def insert_jobs(conn: psycopg.Connection[Any], q: Queries, specs: Sequence[JobSpec]) -> list[Job]:
     """Insert ``specs`` on ``conn`` in one statement (more only for racing unique jobs)."""
     if len(specs) == 1 and specs[0].unique is None:
-        with conn.cursor() as cur:
+        with one_cursor(conn) as cur:
             cur.execute(*_single(q, specs[0]))
             return [_single_job(specs[0], cur.fetchone())]
     if all(s.unique is None for s in specs):
@@ -454,7 +455,7 @@ async def insert_jobs_async(
 ) -> list[Job]:
     """``insert_jobs`` for an ``AsyncConnection``."""
     if len(specs) == 1 and specs[0].unique is None:
-        async with conn.cursor() as cur:
+        async with one_cursor_async(conn) as cur:
             await cur.execute(*_single(q, specs[0]))
             return [_single_job(specs[0], await cur.fetchone())]
     if all(s.unique is None for s in specs):
