@@ -38,17 +38,17 @@ BOUND = 240.0  # seconds: every W2 measurement gives up after this (PEERS.md)
 CHECKPOINT = "CHECKPOINT"
 
 
-# The drain poll's shortest interval: how late the clock may stop, at most, plus a poll.
+# The extra drain polls' shortest interval: how late drain_end may be, plus one poll.
 FINE = 0.005
 
 
 def next_poll(n: int, left: int, elapsed: float, interval: float, fine: float = FINE) -> float:
-    """Seconds until the next drain poll: half the time the ``left`` jobs would take at
-    the rate seen so far, between ``fine`` and ``interval``.
+    """Seconds until the next extra drain poll: half the time the ``left`` jobs would
+    take at the rate seen so far, between ``fine`` and ``interval``.
 
-    Far from the end it polls every ``interval`` (each poll is a count that takes the
-    system's CPU); near it the polls close in on the last completion. Before the first
-    job is done there is no rate: poll at ``interval``.
+    Far from the end no extra poll comes (each poll is a count that takes the system's
+    CPU); near it they close in on the last completion. Before the first job is done
+    there is no rate: none either.
     """
     done = n - left
     if done <= 0 or elapsed <= 0:
@@ -106,6 +106,10 @@ class System:
     dsn: str
     log_dir: Path
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    # The last wait_drained's end, read within FINE of the last completion (not PEERS.md's
+    # clock), and the W2 rate by it.
+    drain_end: float | None = None
+    exact_rate: float | None = None
 
     @classmethod
     def load(cls, name: str, server_dsn: str, log_dir: Path) -> System:
@@ -222,19 +226,27 @@ class System:
     ) -> float:
         """Poll until none of the ``n`` jobs is unfinished; returns the monotonic time of that.
 
-        The time is read just before the poll that finds nothing left (its snapshot is
-        taken after it, so the last completion came before it). Polls come every
-        ``interval`` while the end is far and closer together as it nears (see
-        ``next_poll``): a fixed 0.2 s stopped the clock up to 0.2 s after the last job,
-        a fifth of a 30,000-job drain at 25,000 jobs/s.
+        The returned time is PEERS.md's: the end of the first poll that sees none left,
+        polls ``interval`` apart. That clock stops up to ``interval`` after the last
+        completion (0.19 s late on a 1.05 s drain of W2 1 x 100), so extra polls come
+        between those as the end nears (``next_poll``), and the time just before the
+        first poll of either kind that sees none left is kept in ``drain_end``: within
+        ``fine`` of the last completion (that poll's snapshot is taken after it).
         """
         deadline = t0 + bound
+        self.drain_end = None
+        due = t0  # the next poll of PEERS.md's clock: one at once, then every interval
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             while True:
-                now = time.monotonic()
+                before = time.monotonic()
                 left = conn.execute(self.adapter.UNFINISHED_SQL).fetchone()[0]
-                if left == 0:
-                    return now
+                now = time.monotonic()
+                if left == 0 and self.drain_end is None:
+                    self.drain_end = before
+                if before >= due:
+                    if left == 0:
+                        return now
+                    due = now + interval
                 if now > deadline:
                     raise BoundHit(
                         f"{self.name}: {left} of {n} job(s) unfinished after {bound:g} s",
@@ -246,4 +258,7 @@ class System:
                         f"{self.name}: worker exited ({self.workers[0].returncode}) "
                         f"with {left} job(s) unfinished; see {self.log_dir}"
                     )
-                time.sleep(next_poll(n, left, time.monotonic() - t0, interval, fine))
+                wait = due - time.monotonic()
+                if self.drain_end is None:
+                    wait = min(wait, next_poll(n, left, time.monotonic() - t0, interval, fine))
+                time.sleep(max(0.0, wait))

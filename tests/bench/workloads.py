@@ -45,7 +45,8 @@ def w2_process(
     The clock starts just before the worker processes are spawned (start-up counts) and
     stops when the bench's own connection, polling every 0.2 s, sees no unfinished job.
     ``analyze`` takes statistics of the full table first; ``keep_after_id`` (W4) deletes
-    only the rows above it instead of clearing the table.
+    only the rows above it instead of clearing the table. ``system.exact_rate`` is left
+    with the rate by the clock stopped at the last completion (``wait_drained``).
     """
     if keep_after_id is None:
         system.reset()
@@ -60,6 +61,8 @@ def w2_process(
         t1 = system.wait_drained(n, t0)
     finally:
         system.stop_workers()
+    end = system.drain_end
+    system.exact_rate = None if end is None or end <= t0 else n / (end - t0)
     return n / (t1 - t0)
 
 

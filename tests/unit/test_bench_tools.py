@@ -1,6 +1,8 @@
 """The bench's own tools: the record of CPU stolen by the hypervisor (steal.py) and the
 statements server_cost.py counts."""
 
+from pathlib import Path
+
 import pytest
 
 from pgqueue._engine import channel
@@ -120,3 +122,17 @@ def test_drain_poll_closes_in_on_the_end_at_the_rate_seen_so_far():
     assert next_poll(30_000, 1_000, 1.45, 0.2) == pytest.approx(0.025)
     # A few left: never closer than the fine interval.
     assert next_poll(30_000, 3, 1.5, 0.2, 0.005) == 0.005
+
+
+def test_bench_compiles_pgqueue_as_an_install_would(tmp_path, monkeypatch):
+    import importlib.util
+
+    from tests.bench import cli
+
+    for folder in ("pgqueue", "cli", "tests/bench"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "m.py").write_text("X = 1\n")
+    monkeypatch.setattr(cli, "ROOT", tmp_path)
+    cli.compile_sources()
+    for folder in ("pgqueue", "cli", "tests/bench"):
+        assert Path(importlib.util.cache_from_source(str(tmp_path / folder / "m.py"))).exists()
