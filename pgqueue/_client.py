@@ -171,7 +171,7 @@ class Client:
         pool = self.pool()
         c = pool.getconn()
         try:
-            return _engine.insert_jobs(c, self.queries, specs)
+            return _engine.insert_jobs(c, self.queries, specs, kept=True)
         finally:
             pool.putconn(c)
 
@@ -197,7 +197,7 @@ class Client:
         pool = await self.apool()
         c = await pool.getconn()  # as in enqueue_many
         try:
-            return await _engine.insert_jobs_async(c, self.queries, specs)
+            return await _engine.insert_jobs_async(c, self.queries, specs, kept=True)
         finally:
             await pool.putconn(c)
 

@@ -424,10 +424,14 @@ def _single_job(spec: JobSpec, row: Sequence[Any] | None) -> Job:
     return _inserted_job(spec, row)
 
 
-def insert_jobs(conn: psycopg.Connection[Any], q: Queries, specs: Sequence[JobSpec]) -> list[Job]:
-    """Insert ``specs`` on ``conn`` in one statement (more only for racing unique jobs)."""
+def insert_jobs(
+    conn: psycopg.Connection[Any], q: Queries, specs: Sequence[JobSpec], *, kept: bool = False
+) -> list[Job]:
+    """Insert ``specs`` on ``conn`` in one statement (more only for racing unique jobs).
+    ``kept``: ``conn`` is the Client's own checkout, whose kept cursor a single job may
+    use (see ``_connections``)."""
     if len(specs) == 1 and specs[0].unique is None:
-        with one_cursor(conn) as cur:
+        with one_cursor(conn, kept) as cur:
             cur.execute(*_single(q, specs[0]))
             return [_single_job(specs[0], cur.fetchone())]
     if all(s.unique is None for s in specs):
@@ -451,11 +455,15 @@ def insert_jobs(conn: psycopg.Connection[Any], q: Queries, specs: Sequence[JobSp
 
 
 async def insert_jobs_async(
-    conn: psycopg.AsyncConnection[Any], q: Queries, specs: Sequence[JobSpec]
+    conn: psycopg.AsyncConnection[Any],
+    q: Queries,
+    specs: Sequence[JobSpec],
+    *,
+    kept: bool = False,
 ) -> list[Job]:
     """``insert_jobs`` for an ``AsyncConnection``."""
     if len(specs) == 1 and specs[0].unique is None:
-        async with one_cursor_async(conn) as cur:
+        async with one_cursor_async(conn, kept) as cur:
             await cur.execute(*_single(q, specs[0]))
             return [_single_job(specs[0], await cur.fetchone())]
     if all(s.unique is None for s in specs):

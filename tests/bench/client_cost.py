@@ -106,7 +106,7 @@ def layers(client: pgqueue.Client, bare: psycopg.Connection[Any]) -> list[Callab
         return run
 
     pooled = per_call(lambda conn: conn.execute(statement, params).fetchone())
-    engine = per_call(lambda conn: insert_jobs(conn, client.queries, [spec]))
+    engine = per_call(lambda conn: insert_jobs(conn, client.queries, [spec], kept=True))
 
     def api(n: int) -> None:
         for _ in range(n):

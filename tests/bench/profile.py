@@ -216,7 +216,7 @@ def profile(
         stderr=subprocess.PIPE,
     )
     try:
-        t1 = pg.wait_drained(jobs, t0)
+        t1 = pg.wait_drained(jobs, t0).end
     finally:
         with contextlib.suppress(ProcessLookupError):
             spy.send_signal(signal.SIGINT)

@@ -26,6 +26,9 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from tests.bench import drain
+from tests.bench.drain import FINE, Drain
+
 ROOT = Path(__file__).resolve().parents[2]
 BOUND = 240.0  # seconds: every W2 measurement gives up after this (PEERS.md)
 # Every measurement clears its tables and then checkpoints, before its own (untimed)
@@ -36,24 +39,6 @@ BOUND = 240.0  # seconds: every W2 measurement gives up after this (PEERS.md)
 # checkpoint, whichever system it measures, one starts inside it only if it and its own
 # prefill write max_wal_size (1 GB by default) of WAL.
 CHECKPOINT = "CHECKPOINT"
-
-
-# The extra drain polls' shortest interval: how late drain_end may be, plus one poll.
-FINE = 0.005
-
-
-def next_poll(n: int, left: int, elapsed: float, interval: float, fine: float = FINE) -> float:
-    """Seconds until the next extra drain poll: half the time the ``left`` jobs would
-    take at the rate seen so far, between ``fine`` and ``interval``.
-
-    Far from the end no extra poll comes (each poll is a count that takes the system's
-    CPU); near it they close in on the last completion. Before the first job is done
-    there is no rate: none either.
-    """
-    done = n - left
-    if done <= 0 or elapsed <= 0:
-        return interval
-    return max(fine, min(interval, left * elapsed / done / 2))
 
 
 class BenchError(RuntimeError):
@@ -106,10 +91,6 @@ class System:
     dsn: str
     log_dir: Path
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    # The last wait_drained's end, read within FINE of the last completion (not PEERS.md's
-    # clock), and the W2 rate by it.
-    drain_end: float | None = None
-    exact_rate: float | None = None
 
     @classmethod
     def load(cls, name: str, server_dsn: str, log_dir: Path) -> System:
@@ -223,42 +204,32 @@ class System:
 
     def wait_drained(
         self, n: int, t0: float, bound: float = BOUND, interval: float = 0.2, fine: float = FINE
-    ) -> float:
-        """Poll until none of the ``n`` jobs is unfinished; returns the monotonic time of that.
+    ) -> Drain:
+        """Poll from the bench's own connection until none of the ``n`` jobs is unfinished
+        (``drain.wait``: PEERS.md's clock, and the one within ``fine`` of the last
+        completion); gives up after ``bound`` seconds from ``t0`` or when every worker
+        process has exited."""
 
-        The returned time is PEERS.md's: the end of the first poll that sees none left,
-        polls ``interval`` apart. That clock stops up to ``interval`` after the last
-        completion (0.19 s late on a 1.05 s drain of W2 1 x 100), so extra polls come
-        between those as the end nears (``next_poll``), and the time just before the
-        first poll of either kind that sees none left is kept in ``drain_end``: within
-        ``fine`` of the last completion (that poll's snapshot is taken after it).
-        """
-        deadline = t0 + bound
-        self.drain_end = None
-        due = t0  # the next poll of PEERS.md's clock: one at once, then every interval
+        def check(left: int, now: float) -> None:
+            if now > t0 + bound:
+                raise BoundHit(
+                    f"{self.name}: {left} of {n} job(s) unfinished after {bound:g} s",
+                    n - left,
+                    now - t0,
+                )
+            if self.workers and all(p.poll() is not None for p in self.workers):
+                raise BenchError(
+                    f"{self.name}: worker exited ({self.workers[0].returncode}) "
+                    f"with {left} job(s) unfinished; see {self.log_dir}"
+                )
+
         with psycopg.connect(self.dsn, autocommit=True) as conn:
-            while True:
-                before = time.monotonic()
-                left = conn.execute(self.adapter.UNFINISHED_SQL).fetchone()[0]
-                now = time.monotonic()
-                if left == 0 and self.drain_end is None:
-                    self.drain_end = before
-                if before >= due:
-                    if left == 0:
-                        return now
-                    due = now + interval
-                if now > deadline:
-                    raise BoundHit(
-                        f"{self.name}: {left} of {n} job(s) unfinished after {bound:g} s",
-                        n - left,
-                        now - t0,
-                    )
-                if self.workers and all(p.poll() is not None for p in self.workers):
-                    raise BenchError(
-                        f"{self.name}: worker exited ({self.workers[0].returncode}) "
-                        f"with {left} job(s) unfinished; see {self.log_dir}"
-                    )
-                wait = due - time.monotonic()
-                if self.drain_end is None:
-                    wait = min(wait, next_poll(n, left, time.monotonic() - t0, interval, fine))
-                time.sleep(max(0.0, wait))
+            statement = self.adapter.UNFINISHED_SQL
+            return drain.wait(
+                lambda: conn.execute(statement).fetchone()[0],
+                n,
+                t0,
+                check=check,
+                interval=interval,
+                fine=fine,
+            )

@@ -39,14 +39,14 @@ def w2_process(
     kind: str = "async",
     analyze: bool = False,
     keep_after_id: int | None = None,
-) -> float:
+) -> tuple[float, float]:
     """W2: ``n`` jobs prefilled untimed, then workers spawned; jobs/s until none is left.
 
     The clock starts just before the worker processes are spawned (start-up counts) and
     stops when the bench's own connection, polling every 0.2 s, sees no unfinished job.
     ``analyze`` takes statistics of the full table first; ``keep_after_id`` (W4) deletes
-    only the rows above it instead of clearing the table. ``system.exact_rate`` is left
-    with the rate by the clock stopped at the last completion (``wait_drained``).
+    only the rows above it instead of clearing the table. Returns that rate and the one
+    by the clock stopped at the last completion (``drain.wait``), in that order.
     """
     if keep_after_id is None:
         system.reset()
@@ -58,12 +58,10 @@ def w2_process(
     t0 = time.monotonic()
     system.spawn_workers(processes, concurrency, kind)
     try:
-        t1 = system.wait_drained(n, t0)
+        end, exact = system.wait_drained(n, t0)
     finally:
         system.stop_workers()
-    end = system.drain_end
-    system.exact_rate = None if end is None or end <= t0 else n / (end - t0)
-    return n / (t1 - t0)
+    return n / (end - t0), n / max(exact - t0, 1e-9)
 
 
 def w5_engine(system: System, n: int, lanes: int, batch: int) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import gc
 import threading
@@ -253,59 +254,54 @@ def test_a_refused_enqueue_gives_its_connection_back(dsn: str, schema: str, db, 
 def test_single_enqueues_reuse_their_pool_connections_cursor(
     dsn: str, schema: str, db, api
 ) -> None:
-    # One connection in the pool: every single enqueue on it runs on the one cursor it
-    # keeps, and a connection the server dropped is replaced with a cursor of its own.
+    # One connection in the pool: every single enqueue of the Client's own runs on the one
+    # cursor that connection keeps, a caller's conn= (even one from the Client's pool)
+    # never touches it, and a connection the server dropped is replaced, with a new cursor.
     client = pgqueue.Client(dsn, schema=schema, max_size=1, connect_timeout=2)
 
-    def kill(pid: int) -> None:
-        db.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    async def enqueue(n: int, conn=None) -> pgqueue.Job:
+        if api == "sync":
+            return Plain.enqueue({"n": n}, client=client, conn=conn)
+        return await Plain.enqueue_async({"n": n}, client=client, conn=conn)
+
+    @contextlib.asynccontextmanager
+    async def checkout():
+        if api == "sync":
+            with client.pool().connection() as conn:
+                yield conn
+        else:
+            async with (await client.apool()).connection() as conn:
+                yield conn
 
     async def main() -> list[pgqueue.Job]:
         try:
-            return await enqueue_async()
+            async with checkout() as conn:
+                jobs = [await enqueue(1, conn)]
+                assert conn._kept is None  # the caller's own checkout: a cursor of its own
+            jobs.append(await enqueue(2))
+            async with checkout() as conn:
+                cursor, pid = conn.kept_cursor(), conn.info.backend_pid
+                assert cursor.statusmessage == "INSERT 0 1"  # the enqueue's own
+            jobs.append(await enqueue(3))
+            async with checkout() as conn:
+                assert conn.kept_cursor() is cursor
+            db.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            with pytest.raises(psycopg.OperationalError):
+                await enqueue(0)
+            jobs.append(await enqueue(4))
+            async with checkout() as conn:
+                assert conn.kept_cursor() is not cursor and conn.info.backend_pid != pid
+            return jobs
         finally:
             await client.aclose()
 
-    async def enqueue_async() -> list[pgqueue.Job]:
-        pool = await client.apool()
-        jobs = [await Plain.enqueue_async({"n": 1}, client=client)]
-        async with pool.connection() as conn:
-            cursor, pid = conn.kept_cursor(), conn.info.backend_pid
-            assert cursor.statusmessage == "INSERT 0 1"  # the enqueue's own
-        jobs.append(await Plain.enqueue_async({"n": 2}, client=client))
-        async with pool.connection() as conn:
-            assert conn.kept_cursor() is cursor
-        kill(pid)
-        with pytest.raises(psycopg.OperationalError):
-            await Plain.enqueue_async({"n": 0}, client=client)
-        jobs.append(await Plain.enqueue_async({"n": 3}, client=client))
-        async with pool.connection() as conn:
-            assert conn.kept_cursor() is not cursor and conn.info.backend_pid != pid
-        return jobs
-
     try:
-        if api == "sync":
-            pool = client.pool()
-            jobs = [Plain.enqueue({"n": 1}, client=client)]
-            with pool.connection() as conn:
-                cursor, pid = conn.kept_cursor(), conn.info.backend_pid
-                assert cursor.statusmessage == "INSERT 0 1"  # the enqueue's own
-            jobs.append(Plain.enqueue({"n": 2}, client=client))
-            with pool.connection() as conn:
-                assert conn.kept_cursor() is cursor
-            kill(pid)
-            with pytest.raises(psycopg.OperationalError):
-                Plain.enqueue({"n": 0}, client=client)
-            jobs.append(Plain.enqueue({"n": 3}, client=client))
-            with pool.connection() as conn:
-                assert conn.kept_cursor() is not cursor and conn.info.backend_pid != pid
-        else:
-            jobs = asyncio.run(main())
+        jobs = asyncio.run(main())
     finally:
         client.close()
     assert _stored(db) == [
         (job.id, "plain", Plain.name, {"n": n}, {}, [], 0, 20, "available", True)
-        for n, job in zip((1, 2, 3), jobs, strict=True)
+        for n, job in zip((1, 2, 3, 4), jobs, strict=True)
     ]
 
 

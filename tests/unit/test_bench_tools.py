@@ -1,14 +1,14 @@
 """The bench's own tools: the record of CPU stolen by the hypervisor (steal.py) and the
 statements server_cost.py counts."""
 
+import importlib.util
 from pathlib import Path
 
 import pytest
 
 from pgqueue._engine import channel
 from pgqueue.sql import queries
-from tests.bench import ceiling, client_cost, profile, report, server_cost, steal
-from tests.bench.systems import next_poll
+from tests.bench import ceiling, cli, client_cost, profile, report, server_cost, steal
 
 STAT = """cpu  100 5 50 800 10 0 5 30 7 0
 cpu0 50 2 25 400 5 0 2 15 7 0
@@ -113,26 +113,21 @@ def test_client_cost_table_adds_each_layer_to_the_one_above_it():
     assert lines[-1].startswith("Worker.enqueue's wall time is 2.00x the ceiling's INSERT (50% of")
 
 
-def test_drain_poll_closes_in_on_the_end_at_the_rate_seen_so_far():
-    # No job done yet: no rate, the plain interval.
-    assert next_poll(30_000, 30_000, 0.5, 0.2) == 0.2
-    # 10,000 done in 0.5 s: the other 20,000 take 1 s, so the poll waits the interval.
-    assert next_poll(30_000, 20_000, 0.5, 0.2) == 0.2
-    # 1,000 left at 20,000/s take 0.05 s: half of that.
-    assert next_poll(30_000, 1_000, 1.45, 0.2) == pytest.approx(0.025)
-    # A few left: never closer than the fine interval.
-    assert next_poll(30_000, 3, 1.5, 0.2, 0.005) == 0.005
-
-
 def test_bench_compiles_pgqueue_as_an_install_would(tmp_path, monkeypatch):
-    import importlib.util
-
-    from tests.bench import cli
-
-    for folder in ("pgqueue", "cli", "tests/bench"):
+    assert all((cli.ROOT / folder / "__init__.py").exists() for folder in cli.SOURCES)
+    for folder in cli.SOURCES:
         (tmp_path / folder).mkdir(parents=True)
         (tmp_path / folder / "m.py").write_text("X = 1\n")
     monkeypatch.setattr(cli, "ROOT", tmp_path)
     cli.compile_sources()
-    for folder in ("pgqueue", "cli", "tests/bench"):
+    for folder in cli.SOURCES:
         assert Path(importlib.util.cache_from_source(str(tmp_path / folder / "m.py"))).exists()
+
+
+def test_bench_stops_on_a_module_that_does_not_compile(tmp_path, monkeypatch):
+    for folder in cli.SOURCES:
+        (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / "cli" / "broken.py").write_text("def (:\n")
+    monkeypatch.setattr(cli, "ROOT", tmp_path)
+    with pytest.raises(SystemExit, match="cli does not compile"):
+        cli.compile_sources()
