@@ -28,8 +28,9 @@ class PoolConnection(psycopg.Connection[Any]):
 
     def kept_cursor(self) -> psycopg.Cursor[Any]:
         """The kept cursor, opened on first use. Nothing closes it but the connection's
-        end, and the pool replaces a broken connection with a new object, which opens a
-        new cursor: so no check of ``closed`` is needed here."""
+        end, and the pool discards a connection that is closed or broken when it comes
+        back (psycopg_pool's putconn) and makes a new object, which opens a new cursor:
+        so no check of ``closed`` is needed here."""
         if self._kept is None:
             self._kept = self.cursor()
         return self._kept

@@ -151,15 +151,15 @@ class Bench:
     def measure_w2(self, system: System, key: str, n: int, **kw: Any) -> None:
         """A W2 measurement by PEERS.md's clock, and beside it (``<key>_exact``) the rate
         by the clock stopped at the last completion (``drain.wait``)."""
-        exact: list[float] = []
+        exact: float | None = None
 
         def run() -> float:
-            rate, exact_rate = workloads.w2_process(system, n, **kw)
-            exact.append(exact_rate)
+            nonlocal exact
+            rate, exact = workloads.w2_process(system, n, **kw)
             return rate
 
-        if self.measure(system.name, key, run) is not None and exact:
-            self.results[system.name].setdefault(f"{key}_exact", []).append(exact[0])
+        if self.measure(system.name, key, run) is not None and exact is not None:
+            self.results[system.name].setdefault(f"{key}_exact", []).append(exact)
 
     def systems(self) -> list[System]:
         names = [] if self.args.no_pgqueue else ["pgqueue"]

@@ -3,9 +3,13 @@
 PEERS.md's clock is the end of the first poll that sees no unfinished job, polls
 ``interval`` (0.2 s) apart: it stops up to ``interval`` after the last completion (0.19 s
 late on a 1.05 s drain of W2 1 x 100). Extra polls between those close in on the end at
-the rate seen since the first completion, and the time just before the first poll of
-either kind that sees none left is a second clock, within ``fine`` of the last completion
-(that poll's snapshot is taken after it).
+the rate seen (the higher of the rate since the first poll that saw a job done and the
+rate since the poll before), and the time just before the first poll of either kind
+that sees none left is a second clock. It is within ``fine`` of the last completion
+(that poll's snapshot is taken after it), or of half the time the last batch of
+completions took at the rate seen if that is longer; a drain that ends within PROBE
+of the first poll that saw it under way reads it at most PROBE late, and one that no
+poll saw under way reads it at the start of the grid poll that ends PEERS.md's clock.
 
 The loop takes the count, the clock and the sleep as arguments, so that a simulated
 drain tests it to the millisecond; ``System.wait_drained`` runs it on a real connection.
@@ -21,7 +25,8 @@ from typing import NamedTuple
 FINE = 0.005
 # After the first poll that sees a job done, the next comes this soon, to measure the
 # rate from there: the rate since the start counts the workers' start-up (~0.2 s of W2)
-# and, on a short drain, would put the next poll after the end.
+# and, on a short drain, would put the next poll after the end. A drain that ends
+# before this probe reads the second clock at it, up to PROBE late.
 PROBE = 0.02
 
 
@@ -30,17 +35,16 @@ class Drain(NamedTuple):
     exact: float  # just before the first poll of either kind that saw none left
 
 
-def next_poll(done: int, left: int, elapsed: float, interval: float, fine: float = FINE) -> float:
+def next_poll(rate: float, left: int, interval: float, fine: float = FINE) -> float:
     """Seconds until the next extra poll: half the time the ``left`` jobs would take at
-    ``done`` jobs in ``elapsed`` seconds, between ``fine`` and ``interval``.
+    ``rate`` jobs/s, between ``fine`` and ``interval``.
 
     Far from the end no extra poll comes (each poll is a count that takes the system's
-    CPU); near it they close in on the last completion. Without progress there is no
-    rate: none either.
+    CPU); near it they close in on the last completion. Without a rate: none either.
     """
-    if done <= 0 or elapsed <= 0:
+    if rate <= 0:
         return interval
-    return max(fine, min(interval, left * elapsed / done / 2))
+    return max(fine, min(interval, left / rate / 2))
 
 
 def wait(
@@ -63,6 +67,7 @@ def wait(
     due = t0  # the next grid poll: one at once, then ``interval`` after each ends
     exact: float | None = None
     since: tuple[float, int] | None = None  # (end, left) of the first poll with progress
+    last = (t0, n)  # (end, left) of the poll before
     while True:
         before = clock()
         left = count()
@@ -82,5 +87,17 @@ def wait(
         elif since is None:
             extra = interval
         else:
-            extra = next_poll(since[1] - left, left, now - since[0], interval, fine)
-        sleep(max(0.0, min(due - clock(), extra)))
+            # Overestimating the rate costs a poll; underestimating it, while the workers
+            # still speed up, would put the next poll after the end.
+            rate = max(_rate(since, now, left), _rate(last, now, left))
+            extra = next_poll(rate, left, interval, fine)
+        last = (now, left)
+        to_grid = due - clock()
+        # The grid poll if it comes first; an extra poll no later than planned, but at least
+        # ``fine`` before the grid poll, which it would delay if it ran into it.
+        sleep(max(0.0, to_grid if to_grid <= extra else min(extra, to_grid - fine)))
+
+
+def _rate(start: tuple[float, int], now: float, left: int) -> float:
+    """Jobs/s done between ``start`` (a poll's end and the jobs it saw left) and now."""
+    return (start[1] - left) / (now - start[0]) if now > start[0] else 0.0

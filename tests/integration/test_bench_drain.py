@@ -48,8 +48,10 @@ def test_the_drain_clock_stops_on_peers_poll_and_the_exact_one_at_the_last_job(
         end, exact = system.wait_drained(1000, t0, bound=5)
     finally:
         worker.join()
-    # The exact clock: within FINE (plus a poll, and this machine's scheduling) of the
-    # last delete's commit.
+    # The second clock: after the last delete's commit, and not far after it. This drain
+    # pauses and then ends at once, which no rate foresees: the extra polls wait half the
+    # time the last 100 jobs take at the rate before the pause (~25 ms), so the bound is
+    # wide; drain.wait's own tests hold it to the millisecond on simulated drains.
     assert done_at[0] - 0.002 <= exact <= done_at[0] + FINE + 0.05
     # Polls at 0, 0.2, 0.4, 0.6 s (each after the one before ends): the fourth sees none.
     assert 0.6 <= end - t0 < 0.7

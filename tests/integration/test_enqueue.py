@@ -285,10 +285,13 @@ def test_single_enqueues_reuse_their_pool_connections_cursor(
             jobs.append(await enqueue(3))
             async with checkout() as conn:
                 assert conn.kept_cursor() is cursor
+                result = cursor.pgresult
+                jobs.append(await enqueue(4, conn))  # the caller's: the kept cursor untouched
+                assert cursor.pgresult is result
             db.execute("SELECT pg_terminate_backend(%s)", (pid,))
             with pytest.raises(psycopg.OperationalError):
                 await enqueue(0)
-            jobs.append(await enqueue(4))
+            jobs.append(await enqueue(5))
             async with checkout() as conn:
                 assert conn.kept_cursor() is not cursor and conn.info.backend_pid != pid
             return jobs
@@ -301,7 +304,7 @@ def test_single_enqueues_reuse_their_pool_connections_cursor(
         client.close()
     assert _stored(db) == [
         (job.id, "plain", Plain.name, {"n": n}, {}, [], 0, 20, "available", True)
-        for n, job in zip((1, 2, 3, 4), jobs, strict=True)
+        for n, job in zip((1, 2, 3, 4, 5), jobs, strict=True)
     ]
 
 
