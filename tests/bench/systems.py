@@ -27,7 +27,6 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tests.bench import drain
-from tests.bench.drain import FINE, Drain
 
 ROOT = Path(__file__).resolve().parents[2]
 BOUND = 240.0  # seconds: every W2 measurement gives up after this (PEERS.md)
@@ -202,11 +201,9 @@ class System:
                     os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
 
-    def wait_drained(
-        self, n: int, t0: float, bound: float = BOUND, interval: float = 0.2, fine: float = FINE
-    ) -> Drain:
+    def wait_drained(self, n: int, t0: float, bound: float = BOUND) -> drain.Drain:
         """Poll from the bench's own connection until none of the ``n`` jobs is unfinished
-        (``drain.wait``: PEERS.md's clock, and the one within ``fine`` of the last
+        (``drain.wait``: PEERS.md's clock, and the one within ``drain.FINE`` of the last
         completion); gives up after ``bound`` seconds from ``t0`` or when every worker
         process has exited."""
 
@@ -225,11 +222,4 @@ class System:
 
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             statement = self.adapter.UNFINISHED_SQL
-            return drain.wait(
-                lambda: conn.execute(statement).fetchone()[0],
-                n,
-                t0,
-                check=check,
-                interval=interval,
-                fine=fine,
-            )
+            return drain.wait(lambda: conn.execute(statement).fetchone()[0], n, t0, check=check)
