@@ -19,6 +19,23 @@ from psycopg.conninfo import make_conninfo
 
 import pgqueue
 from pgqueue import _migrate
+from tests.helpers import SLOWDOWN
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"machine slowdown: {SLOWDOWN:.1f}x (waits and pytest-timeout stretched by it)"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """pytest-timeout's limit, like every wait, stretched by the machine's slowdown."""
+    if SLOWDOWN <= 1.0:
+        return
+    default = float(config.getini("timeout") or 0)
+    for item in items:
+        marker = item.get_closest_marker("timeout")
+        limit = float(marker.args[0]) if marker and marker.args else default
+        if limit > 0:
+            item.add_marker(pytest.mark.timeout(limit * SLOWDOWN), append=False)
 
 
 @pytest.fixture(scope="session")

@@ -40,16 +40,26 @@ async def _record_async(job: pgqueue.Job, started: datetime) -> None:
         await conn.execute(INSERT, (job.id, job.attempt, os.getpid(), started, datetime.now(UTC)))
 
 
+def _sleep_for(job: pgqueue.Job) -> float:
+    """args["sleep"] seconds (default 0); with args["sleep_on"], only in the node of that
+    name (tests/faults/node.py's --name): a job that must still be running when that
+    node stops, however slow the machine, yet runs at once on the next."""
+    on = job.args.get("sleep_on")
+    if on is not None and os.environ.get("PGQUEUE_TEST_NODE") != on:
+        return 0.0
+    return float(job.args.get("sleep") or 0)
+
+
 class Record(pgqueue.Worker):
-    """Async: sleeps args["sleep"] seconds (default 0), then records the run."""
+    """Async: sleeps ``_sleep_for(job)`` seconds, then records the run."""
 
     def backoff(self, job: pgqueue.Job) -> float:
         return 0.5  # a run that failed on a database outage comes back quickly
 
     async def perform(self, job: pgqueue.Job) -> None:
         started = datetime.now(UTC)
-        if job.args.get("sleep"):
-            await asyncio.sleep(job.args["sleep"])
+        if seconds := _sleep_for(job):
+            await asyncio.sleep(seconds)
         await _record_async(job, started)
 
 
@@ -62,8 +72,8 @@ class RecordSync(pgqueue.Worker):
     def perform(self, job: pgqueue.Job) -> None:
         global _pool
         started = datetime.now(UTC)
-        if job.args.get("sleep"):
-            time.sleep(job.args["sleep"])
+        if seconds := _sleep_for(job):
+            time.sleep(seconds)
         if _pool is None:
             _pool = ConnectionPool(
                 os.environ["DATABASE_URL"], min_size=2, max_size=10, kwargs={"autocommit": True}

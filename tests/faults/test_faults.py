@@ -103,7 +103,10 @@ def test_sigterm_hands_long_jobs_to_another_node(
     db = runs_table
     workers.start("a", *FAST, "--shutdown-grace", "0.3")
     wait_for(lambda: len(_admin.list_nodes(db, schema)) == 1, what="node a up")
-    jobs = client.enqueue_many([recording.Record.new({"sleep": 2, "i": i}) for i in range(3)])
+    # Long on a (still running when it stops, however slow the machine), none on b.
+    jobs = client.enqueue_many(
+        [recording.Record.new({"sleep": 120, "sleep_on": "a", "i": i}) for i in range(3)]
+    )
     wait_for(lambda: states(db, schema).get("executing") == 3, what="a runs three long jobs")
     workers.start("b", *FAST)
     wait_for(lambda: len(_admin.list_nodes(db, schema)) == 2, what="node b up")
