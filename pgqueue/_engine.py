@@ -21,7 +21,7 @@ from psycopg.adapt import Loader
 from psycopg.rows import RowMaker
 from psycopg_pool import AsyncConnectionPool
 
-from ._connections import one_cursor, one_cursor_async
+from ._connections import fetch_one, fetch_one_async
 from ._errors import ConfigError
 from ._job import Job, JobSpec, collector_paused
 from ._outcomes import Transition
@@ -428,12 +428,10 @@ def insert_jobs(
     conn: psycopg.Connection[Any], q: Queries, specs: Sequence[JobSpec], *, kept: bool = False
 ) -> list[Job]:
     """Insert ``specs`` on ``conn`` in one statement (more only for racing unique jobs).
-    ``kept``: ``conn`` is the Client's own checkout, whose kept cursor a single job may
-    use (see ``_connections``)."""
+    ``kept``: ``conn`` is the Client's own checkout, on which a single job may skip the
+    cursor (see ``_connections``)."""
     if len(specs) == 1 and specs[0].unique is None:
-        with one_cursor(conn, kept) as cur:
-            cur.execute(*_single(q, specs[0]))
-            return [_single_job(specs[0], cur.fetchone())]
+        return [_single_job(specs[0], fetch_one(conn, kept, *_single(q, specs[0])))]
     if all(s.unique is None for s in specs):
         if len(specs) >= COPY_FROM:
             return copy_jobs(conn, q, len(specs), _chunks(specs), copy_form(specs))
@@ -463,9 +461,8 @@ async def insert_jobs_async(
 ) -> list[Job]:
     """``insert_jobs`` for an ``AsyncConnection``."""
     if len(specs) == 1 and specs[0].unique is None:
-        async with one_cursor_async(conn, kept) as cur:
-            await cur.execute(*_single(q, specs[0]))
-            return [_single_job(specs[0], await cur.fetchone())]
+        row = await fetch_one_async(conn, kept, *_single(q, specs[0]))
+        return [_single_job(specs[0], row)]
     if all(s.unique is None for s in specs):
         if len(specs) >= COPY_FROM:
             return await copy_jobs_async(conn, q, len(specs), _chunks(specs), copy_form(specs))

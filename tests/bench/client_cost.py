@@ -14,8 +14,9 @@ not the wait for the server) and the wall time per call:
 3. the same, fetching the RETURNING row as a Python tuple;
 4. the same on a connection taken from the client's pool and given back per call;
 5. the engine's insert (``_engine.insert_jobs``: the statement chosen and its parameters
-   built for the spec, as every enqueue does, its cursor, the Job it builds) in place of
-   the prepared-once statement;
+   built for the spec, as every enqueue does, sent straight on libpq as the Client's own
+   checkout does (``_connections.fetch_one``), the Job it builds) in place of the
+   cursor's execute;
 6. ``Worker.enqueue(args)``: the spec, the pool, the engine's insert.
 
 Layers run ``-n`` calls each, in a new shuffled order every round, and the round of six
@@ -57,7 +58,7 @@ LAYERS = (
     "pgqueue's statement, one connection",
     "+ fetch its RETURNING row",
     "+ a pool connection per call",
-    "+ the engine's insert (statement, Job)",
+    "+ the engine's insert (libpq, Job)",
     "Worker.enqueue (+ the spec)",
 )
 

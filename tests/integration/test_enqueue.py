@@ -15,6 +15,7 @@ from psycopg import sql
 
 import pgqueue
 from pgqueue import ConfigError
+from pgqueue._connections import numbered
 from pgqueue._engine import COPY_CHUNK, COPY_FROM, channel
 from tests.helpers import job_row
 
@@ -251,18 +252,21 @@ def test_a_refused_enqueue_gives_its_connection_back(dsn: str, schema: str, db, 
 
 
 @pytest.mark.parametrize("api", ["sync", "async"])
-def test_single_enqueues_reuse_their_pool_connections_cursor(
+def test_single_enqueues_keep_their_statement_and_cursor_on_the_pool_connection(
     dsn: str, schema: str, db, api
 ) -> None:
-    # One connection in the pool: every single enqueue of the Client's own runs on the one
-    # cursor that connection keeps, a caller's conn= (even one from the Client's pool)
-    # never touches it, and a connection the server dropped is replaced, with a new cursor.
+    # One connection in the pool. The Client's own plain enqueues run one statement it
+    # prepared once on that connection, straight on libpq; one with options runs on the
+    # cursor the connection keeps. A caller's conn= (even one from the Client's pool)
+    # touches neither. A DEALLOCATE ALL by a caller is survived (prepared again), a
+    # connection with preparing turned off gets none, and one the server dropped is
+    # replaced with fresh state.
     client = pgqueue.Client(dsn, schema=schema, max_size=1, connect_timeout=2)
 
-    async def enqueue(n: int, conn=None) -> pgqueue.Job:
+    async def enqueue(n: int, conn=None, **options) -> pgqueue.Job:
         if api == "sync":
-            return Plain.enqueue({"n": n}, client=client, conn=conn)
-        return await Plain.enqueue_async({"n": n}, client=client, conn=conn)
+            return Plain.enqueue({"n": n}, client=client, conn=conn, **options)
+        return await Plain.enqueue_async({"n": n}, client=client, conn=conn, **options)
 
     @contextlib.asynccontextmanager
     async def checkout():
@@ -273,27 +277,58 @@ def test_single_enqueues_reuse_their_pool_connections_cursor(
             async with (await client.apool()).connection() as conn:
                 yield conn
 
+    async def run(conn, query: str) -> list:
+        cur = conn.execute(query)
+        if api == "async":
+            cur = await cur
+        if cur.description is None:
+            return []
+        rows = cur.fetchall()
+        return (await rows) if api == "async" else rows
+
+    async def prepared(conn) -> list[str]:
+        rows = await run(conn, "SELECT name FROM pg_prepared_statements WHERE name LIKE 'pgqueue%'")
+        return sorted(r[0] for r in rows)
+
     async def main() -> list[pgqueue.Job]:
         try:
             async with checkout() as conn:
                 jobs = [await enqueue(1, conn)]
-                assert conn._kept is None  # the caller's own checkout: a cursor of its own
+                # the caller's own checkout: a cursor of its own, nothing prepared by name
+                assert conn._pgq_cursor is None and conn._pgq_names is None
+                assert await prepared(conn) == []
             jobs.append(await enqueue(2))
-            async with checkout() as conn:
-                cursor, pid = conn.kept_cursor(), conn.info.backend_pid
-                assert cursor.statusmessage == "INSERT 0 1"  # the enqueue's own
             jobs.append(await enqueue(3))
             async with checkout() as conn:
-                assert conn.kept_cursor() is cursor
+                pid = conn.info.backend_pid
+                assert list(conn._pgq_names.values()) == [b"pgqueue_1"] and conn._pgq_cursor is None
+                assert await prepared(conn) == ["pgqueue_1"]
+            jobs.append(await enqueue(4, priority=1))  # options: the kept cursor
+            async with checkout() as conn:
+                cursor = conn.kept_cursor()
+                assert cursor.statusmessage == "INSERT 0 1"
                 result = cursor.pgresult
-                jobs.append(await enqueue(4, conn))  # the caller's: the kept cursor untouched
-                assert cursor.pgresult is result
+                jobs.append(await enqueue(5, conn))  # the caller's: nothing kept is touched
+                assert cursor.pgresult is result and list(conn._pgq_names) == [
+                    numbered(client.queries.insert_job_plain)
+                ]
+                await run(conn, "DEALLOCATE ALL")
+            jobs.append(await enqueue(6))  # prepared again, under a new name
+            async with checkout() as conn:
+                assert await prepared(conn) == ["pgqueue_2"]
+                await run(conn, "DEALLOCATE ALL")
+                conn.prepare_threshold = None  # as behind PgBouncer: nothing prepared
+            jobs.append(await enqueue(7))
+            async with checkout() as conn:
+                assert await prepared(conn) == []
+                conn.prepare_threshold = 5
             db.execute("SELECT pg_terminate_backend(%s)", (pid,))
             with pytest.raises(psycopg.OperationalError):
                 await enqueue(0)
-            jobs.append(await enqueue(5))
+            jobs.append(await enqueue(8))
             async with checkout() as conn:
-                assert conn.kept_cursor() is not cursor and conn.info.backend_pid != pid
+                assert conn.info.backend_pid != pid
+                assert conn._pgq_cursor is None and list(conn._pgq_names.values()) == [b"pgqueue_1"]
             return jobs
         finally:
             await client.aclose()
@@ -302,10 +337,28 @@ def test_single_enqueues_reuse_their_pool_connections_cursor(
         jobs = asyncio.run(main())
     finally:
         client.close()
+    priority = {4: 1}
     assert _stored(db) == [
-        (job.id, "plain", Plain.name, {"n": n}, {}, [], 0, 20, "available", True)
-        for n, job in zip((1, 2, 3, 4, 5), jobs, strict=True)
+        (job.id, "plain", Plain.name, {"n": n}, {}, [], priority.get(n, 0), 20, "available", True)
+        for n, job in zip(range(1, 9), jobs, strict=True)
     ]
+    assert [j.inserted_at.tzinfo is not None and j.state for j in jobs] == ["available"] * 8
+
+
+def test_a_failing_plain_enqueue_raises_psycopgs_own_error(dsn: str, schema: str, db) -> None:
+    # The libpq path raises what a cursor would (the server's error, by class) when the
+    # statement cannot be prepared (a schema never migrated), remembers nothing as
+    # prepared, and its connection goes on serving.
+    client = pgqueue.Client(dsn, schema=schema + "_missing", max_size=1, connect_timeout=2)
+    try:
+        for _ in range(2):
+            with pytest.raises(psycopg.errors.UndefinedTable):
+                Plain.enqueue({"n": 1}, client=client)
+        with client.pool().connection() as conn:
+            assert conn._pgq_names is None
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        client.close()
 
 
 def test_text_that_looks_like_what_jsonb_refuses_is_stored_as_given(
@@ -683,18 +736,21 @@ def test_unique_states_release_the_key(client: pgqueue.Client, db) -> None:
 
 
 def test_unique_period_is_a_sliding_window(client: pgqueue.Client, db) -> None:
-    period = pgqueue.Unique(period=1.0)
+    # Ten seconds shifted by nine, then two more: a bucketed window would disagree 90 % of
+    # the time, as with one second and 900 ms, and the 1 s left for b's enqueue is enough
+    # on a slow machine.
+    period = pgqueue.Unique(period=10.0)
     a = Resize.enqueue({"w": 1}, client=client, unique=period)
     # Less than a period later: a duplicate, wherever the clock's second boundaries fall.
     db.execute(
-        "UPDATE pgqueue_jobs SET unique_range = numrange(lower(unique_range) - 900, upper(unique_range) - 900) WHERE id = %s",
+        "UPDATE pgqueue_jobs SET unique_range = numrange(lower(unique_range) - 9000, upper(unique_range) - 9000) WHERE id = %s",
         [a.id],
     )
     b = Resize.enqueue({"w": 1}, client=client, unique=period)
     assert b.conflict and b.id == a.id
     # More than a period later: a new job.
     db.execute(
-        "UPDATE pgqueue_jobs SET unique_range = numrange(lower(unique_range) - 200, upper(unique_range) - 200) WHERE id = %s",
+        "UPDATE pgqueue_jobs SET unique_range = numrange(lower(unique_range) - 2000, upper(unique_range) - 2000) WHERE id = %s",
         [a.id],
     )
     c = Resize.enqueue({"w": 1}, client=client, unique=period)
