@@ -62,6 +62,7 @@ class _Kept:
     _pgq_names: dict[bytes, bytes] | None = None
     _pgq_serial = 0
     _pgq_tx: Transformer | None = None
+    _pgq_tz: bytes | None = None
 
     def _statement(self, text: bytes) -> bytes | None:
         return None if self._pgq_names is None else self._pgq_names.get(text)
@@ -82,8 +83,11 @@ class _Kept:
             self._pgq_names.pop(text, None)
 
     def _transformer(self) -> Transformer:
-        if self._pgq_tx is None:
-            self._pgq_tx = Transformer(self)  # type: ignore[arg-type]
+        # Its timestamptz loader keeps the session's time zone from when it was made: a
+        # caller's SET TimeZone (or DISCARD ALL) on this connection makes a new one.
+        tz = self.pgconn.parameter_status(b"TimeZone")  # type: ignore[attr-defined]
+        if self._pgq_tx is None or tz != self._pgq_tz:
+            self._pgq_tx, self._pgq_tz = Transformer(self), tz  # type: ignore[arg-type]
         return self._pgq_tx
 
 
@@ -107,31 +111,45 @@ class AsyncPoolConnection(_Kept, psycopg.AsyncConnection[Any]):
         return self._pgq_cursor  # type: ignore[no-any-return]
 
 
-def _run(
-    conn: PoolConnection | AsyncPoolConnection, text: bytes, params: list[bytes], retry: bool
+def _needs_prepare(conn: PoolConnection | AsyncPoolConnection, text: bytes) -> bool:
+    """Whether ``text`` must be prepared first: not yet on this connection, unless the
+    caller turned psycopg's preparing off (``prepare_threshold=None``, as for PgBouncer)."""
+    return conn.prepare_threshold is not None and conn._statement(text) is None
+
+
+def _prepare(
+    conn: PoolConnection | AsyncPoolConnection, text: bytes
 ) -> Generator[Any, Any, pq.abc.PGresult]:
-    """Send ``text`` (prepared once per connection, unless the caller turned psycopg's
-    preparing off with ``prepare_threshold=None``, as for PgBouncer) and return its last
-    result. I/O-free: ``Connection.wait`` drives it, sync or async."""
-    pgconn = conn.pgconn
-    if conn.prepare_threshold is None:
-        pgconn.send_query_params(text, params)
-        return (yield from execute(pgconn))[-1]
+    """PREPARE ``text`` under a new name, remembered once the server has it. I/O-free:
+    ``Connection.wait`` drives it, sync or async. Its own wait, apart from the INSERT's:
+    a Ctrl-C (or a cancelled task) during it must not go on to insert the job."""
+    name = conn._new_name()
+    conn.pgconn.send_prepare(name, text)
+    res = (yield from execute(conn.pgconn))[-1]
+    if res.status == pq.ExecStatus.COMMAND_OK:
+        conn._remember(text, name)
+    return res
+
+
+def _send(
+    conn: PoolConnection | AsyncPoolConnection, text: bytes, params: list[bytes]
+) -> Generator[Any, Any, pq.abc.PGresult]:
+    """Run ``text``: by its prepared name, or unnamed where preparing is off."""
     name = conn._statement(text)
     if name is None:
-        name = conn._new_name()
-        pgconn.send_prepare(name, text)
-        done = (yield from execute(pgconn))[-1]
-        if done.status != pq.ExecStatus.COMMAND_OK:
-            return done
-        conn._remember(text, name)
-    pgconn.send_query_prepared(name, params)
-    res = (yield from execute(pgconn))[-1]
-    if retry and res.error_field(pq.DiagnosticField.SQLSTATE) == _UNDEFINED_STATEMENT:
-        # Someone ran DEALLOCATE or DISCARD ALL on this connection: prepare it again.
-        conn._forget(text)
-        return (yield from _run(conn, text, params, False))
-    return res
+        conn.pgconn.send_query_params(text, params)
+    else:
+        conn.pgconn.send_query_prepared(name, params)
+    return (yield from execute(conn.pgconn))[-1]
+
+
+def _stale(conn: PoolConnection | AsyncPoolConnection, text: bytes, res: pq.abc.PGresult) -> bool:
+    """Whether the statement's name was gone (a caller ran DEALLOCATE or DISCARD ALL on
+    this connection): forgotten, to be prepared again once."""
+    if res.error_field(pq.DiagnosticField.SQLSTATE) != _UNDEFINED_STATEMENT:
+        return False
+    conn._forget(text)
+    return True
 
 
 def _row(conn: PoolConnection | AsyncPoolConnection, res: pq.abc.PGresult) -> tuple[Any, ...]:
@@ -142,8 +160,32 @@ def _row(conn: PoolConnection | AsyncPoolConnection, res: pq.abc.PGresult) -> tu
     return tx.load_row(0, tuple)
 
 
-def _direct(kept: bool, params: Sequence[Any] | dict[str, Any]) -> bool:
-    return kept and isinstance(params, tuple) and all(type(p) is str for p in params)
+def _direct(
+    conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any],
+    kept: bool,
+    params: Sequence[Any] | dict[str, Any],
+) -> bool:
+    """Whether the statement may skip the cursor: the Client's own checkout, text
+    parameters by position, and a connection in autocommit with no transaction open (a
+    caller may hand a pool connection back changed; psycopg's transaction handling is
+    the cursor's)."""
+    return (
+        kept
+        and isinstance(params, tuple)
+        and all(type(p) is str for p in params)
+        and conn.autocommit
+        and conn.pgconn.transaction_status == pq.TransactionStatus.IDLE
+    )
+
+
+def _encoded(
+    conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any], params: Any
+) -> list[bytes]:
+    # As psycopg's str dumper: UTF-8 on a SQL_ASCII connection.
+    enc = conn.info.encoding
+    if enc == "ascii":
+        enc = "utf-8"
+    return [p.encode(enc) for p in params]
 
 
 def fetch_one(
@@ -155,11 +197,17 @@ def fetch_one(
     """The one row ``query`` returns. With ``kept`` (the Client's own checkout), a
     statement of text parameters by position runs straight on libpq and any other on
     the kept cursor; without it, on a cursor of its own, closed after."""
-    if isinstance(conn, PoolConnection) and _direct(kept, params):
-        enc = conn.info.encoding
-        sent = [p.encode(enc) for p in params]
+    if isinstance(conn, PoolConnection) and _direct(conn, kept, params):
+        text, sent = numbered(query), _encoded(conn, params)
         with conn.lock:
-            res = conn.wait(_run(conn, numbered(query), sent, True))
+            for _ in range(2):
+                if _needs_prepare(conn, text):
+                    res = conn.wait(_prepare(conn, text))
+                    if res.status != pq.ExecStatus.COMMAND_OK:
+                        break
+                res = conn.wait(_send(conn, text, sent))
+                if not _stale(conn, text, res):
+                    break
         return _row(conn, res)
     cm = (
         contextlib.nullcontext(conn.kept_cursor())
@@ -178,11 +226,17 @@ async def fetch_one_async(
     params: Sequence[Any] | dict[str, Any],
 ) -> Any:
     """``fetch_one`` for an ``AsyncConnection``."""
-    if isinstance(conn, AsyncPoolConnection) and _direct(kept, params):
-        enc = conn.info.encoding
-        sent = [p.encode(enc) for p in params]
+    if isinstance(conn, AsyncPoolConnection) and _direct(conn, kept, params):
+        text, sent = numbered(query), _encoded(conn, params)
         async with conn.lock:
-            res = await conn.wait(_run(conn, numbered(query), sent, True))
+            for _ in range(2):  # as in fetch_one
+                if _needs_prepare(conn, text):
+                    res = await conn.wait(_prepare(conn, text))
+                    if res.status != pq.ExecStatus.COMMAND_OK:
+                        break
+                res = await conn.wait(_send(conn, text, sent))
+                if not _stale(conn, text, res):
+                    break
         return _row(conn, res)
     cm = (
         contextlib.nullcontext(conn.kept_cursor())

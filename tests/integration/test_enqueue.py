@@ -322,6 +322,11 @@ def test_single_enqueues_keep_their_statement_and_cursor_on_the_pool_connection(
             async with checkout() as conn:
                 assert await prepared(conn) == []
                 conn.prepare_threshold = 5
+            async with checkout() as conn:
+                await run(conn, "SET TimeZone = 'Asia/Tokyo'")  # a caller's, left behind
+            tokyo = await enqueue(9)  # loaded in the session's zone, as a cursor would
+            assert str(tokyo.inserted_at.tzinfo) == "Asia/Tokyo"
+            db.execute("DELETE FROM pgqueue_jobs WHERE id = %s", (tokyo.id,))
             db.execute("SELECT pg_terminate_backend(%s)", (pid,))
             with pytest.raises(psycopg.OperationalError):
                 await enqueue(0)
@@ -342,21 +347,39 @@ def test_single_enqueues_keep_their_statement_and_cursor_on_the_pool_connection(
         (job.id, "plain", Plain.name, {"n": n}, {}, [], priority.get(n, 0), 20, "available", True)
         for n, job in zip(range(1, 9), jobs, strict=True)
     ]
-    assert [j.inserted_at.tzinfo is not None and j.state for j in jobs] == ["available"] * 8
+    # The libpq path's rows load as the cursor's (job 4) do.
+    assert {str(j.inserted_at.tzinfo) for j in jobs} == {str(jobs[3].inserted_at.tzinfo)}
+    assert {j.state for j in jobs} == {"available"}
 
 
-def test_a_failing_plain_enqueue_raises_psycopgs_own_error(dsn: str, schema: str, db) -> None:
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_a_failing_plain_enqueue_raises_psycopgs_own_error(dsn: str, schema: str, db, api) -> None:
     # The libpq path raises what a cursor would (the server's error, by class) when the
     # statement cannot be prepared (a schema never migrated), remembers nothing as
     # prepared, and its connection goes on serving.
     client = pgqueue.Client(dsn, schema=schema + "_missing", max_size=1, connect_timeout=2)
+
+    async def main() -> None:
+        try:
+            for _ in range(2):
+                with pytest.raises(psycopg.errors.UndefinedTable):
+                    await Plain.enqueue_async({"n": 1}, client=client)
+            async with (await client.apool()).connection() as conn:
+                assert conn._pgq_serial == 2 and conn._pgq_names is None  # tried, twice
+                assert await (await conn.execute("SELECT 1")).fetchone() == (1,)
+        finally:
+            await client.aclose()
+
     try:
-        for _ in range(2):
-            with pytest.raises(psycopg.errors.UndefinedTable):
-                Plain.enqueue({"n": 1}, client=client)
-        with client.pool().connection() as conn:
-            assert conn._pgq_names is None
-            assert conn.execute("SELECT 1").fetchone() == (1,)
+        if api == "async":
+            asyncio.run(main())
+        else:
+            for _ in range(2):
+                with pytest.raises(psycopg.errors.UndefinedTable):
+                    Plain.enqueue({"n": 1}, client=client)
+            with client.pool().connection() as conn:
+                assert conn._pgq_serial == 2 and conn._pgq_names is None  # tried, twice
+                assert conn.execute("SELECT 1").fetchone() == (1,)
     finally:
         client.close()
 
