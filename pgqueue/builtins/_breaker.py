@@ -4,7 +4,10 @@ A long outage must not burn every job's attempts. The breaker counts transport
 failures in a row; at ``threshold`` it opens and jobs for that destination snooze
 (``pgqueue.Snooze``, attempt budget kept) instead of failing. After ``cooldown``
 seconds one job is let through as the probe (half-open): its success closes the
-circuit, its transport failure opens it again for another cooldown. Any answer from the
+circuit, its transport failure opens it again for another cooldown. A transport failure
+costs a job an attempt only while the outage is news (the circuit closed): a failed
+probe, or a job that was already under way when the circuit opened, snoozes like the
+others, or else a long outage would still discard jobs, one probe at a time. Any answer from the
 destination, even a refusal (bad credentials, no such bucket), proves it reachable and
 counts as a success here: those errors fail the job as usual, not the circuit.
 
@@ -107,9 +110,13 @@ class CircuitBreaker:
             if self._state != CLOSED:
                 self._set(CLOSED)
 
-    def failed(self) -> None:
-        """The destination could not be reached (connection refused, reset, timed out...)."""
+    def failed(self) -> bool:
+        """The destination could not be reached (connection refused, reset, timed out...).
+
+        Returns whether the circuit was already open or half-open: the outage was known,
+        so the failure tells nothing about the job."""
         with self._lock:
+            known = self._state != CLOSED
             self._failures += 1
             now = self._clock()
             if self._state == HALF_OPEN or (
@@ -118,6 +125,7 @@ class CircuitBreaker:
                 self._opened_at = now
                 self._probe_at = None
                 self._set(OPEN)
+            return known
 
     def released(self) -> None:
         """The attempt ended without telling anything about the destination (a local
@@ -131,7 +139,9 @@ class CircuitBreaker:
 
         ``classify(exc)`` says what an exception means for the circuit: ``"transport"``
         (unreachable: a failure), ``"answered"`` (the destination replied, even with a
-        refusal: a success) or anything else (nothing learnt).
+        refusal: a success) or anything else (nothing learnt). A transport failure while
+        the circuit was already open or half-open (a failed probe) raises ``Snooze``
+        from it instead: the job waits for the next probe with its budget kept.
         """
         wait = self.admit()
         if wait is not None:
@@ -141,7 +151,8 @@ class CircuitBreaker:
         except Exception as exc:
             verdict = classify(exc)
             if verdict == TRANSPORT:
-                self.failed()
+                if self.failed():
+                    raise Snooze(self._spread(self.cooldown)) from exc
             elif verdict == ANSWERED:
                 self.succeeded()
             else:

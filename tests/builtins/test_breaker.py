@@ -119,6 +119,40 @@ def test_guard_records_transport_answers_and_local_errors() -> None:
     assert b.state == CLOSED
 
 
+def test_a_failure_once_the_outage_is_known_snoozes_instead_of_using_an_attempt() -> None:
+    """Only the failures that find the outage cost attempts; a failed probe, or a job
+    already under way when the circuit opened, waits for the next probe like the rest.
+    Otherwise a long outage would discard its jobs one probe at a time."""
+    b, clock, changes = make(threshold=2, cooldown=10)
+
+    def classify(exc: Exception) -> str:
+        return TRANSPORT if isinstance(exc, ConnectionError) else "other"
+
+    slow = b.guard(classify)
+    slow.__enter__()  # admitted while closed, fails only after the circuit opened
+    for _ in range(2):
+        with pytest.raises(ConnectionError), b.guard(classify):
+            raise ConnectionError("refused")
+    assert b.state == OPEN
+    with pytest.raises(pgqueue.Snooze) as late:
+        slow.__exit__(ConnectionError, ConnectionError("reset"), None)
+    assert 10 <= late.value.seconds <= 15 and isinstance(late.value.__cause__, ConnectionError)
+    for _ in range(50):  # a long outage: every probe fails, none costs its job an attempt
+        clock.now += 10
+        with pytest.raises(pgqueue.Snooze) as probe, b.guard(classify):
+            raise ConnectionError("still refused")
+        assert isinstance(probe.value.__cause__, ConnectionError) and b.state == OPEN
+    assert b.failures == 53
+    clock.now += 10
+    with b.guard(classify):  # back: the probe succeeds
+        pass
+    assert b.state == CLOSED
+    with pytest.raises(ConnectionError), b.guard(classify):  # news again: a failed attempt
+        raise ConnectionError("refused")
+    assert changes[:3] == [(CLOSED, OPEN), (OPEN, HALF_OPEN), (HALF_OPEN, OPEN)]
+    assert changes[-1] == (HALF_OPEN, CLOSED)
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(

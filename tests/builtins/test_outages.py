@@ -43,6 +43,27 @@ def completed(db, schema: str, n: int):
     return lambda: states(db, schema).get("completed", 0) >= n
 
 
+def unfinished(db, schema: str) -> list[tuple]:
+    """The jobs not yet completed, for a failure's message: where each one waits."""
+    query = sql.SQL(
+        "SELECT id, worker, state::text, attempt, max_attempts, scheduled_at - now(),"
+        " attempted_at - now(), meta, errors->-1->>'message' FROM {}.pgqueue_jobs"
+        " WHERE state <> 'completed' ORDER BY id"
+    )
+    return db.execute(query.format(sql.Identifier(schema))).fetchall()
+
+
+def wait_all_completed(db, schema: str, n: int, worker, timeout: float, what: str) -> None:
+    """``wait_for`` n completed jobs; on a time-out, say which jobs wait where and what
+    the worker logged last (a CI run leaves nothing else to read)."""
+    try:
+        wait_for(completed(db, schema, n), timeout=timeout, interval=0.2, what=what)
+    except AssertionError as exc:
+        tail = "\n".join(worker.log().splitlines()[-60:])
+        rows = "\n".join(map(repr, unfinished(db, schema)))
+        raise AssertionError(f"{exc}\nunfinished jobs:\n{rows}\nworker log tail:\n{tail}") from None
+
+
 def outage_seen(worker, destination: str):
     """The breaker opened, and at least two probes failed while the server was away."""
 
@@ -101,7 +122,7 @@ def test_broker_outage_snoozes_jobs_and_every_message_arrives(
         finally:
             back = time.monotonic()
             private_rabbit.start_app()
-        wait_for(completed(db, schema, 60), timeout=90, interval=0.1, what="all completed")
+        wait_all_completed(db, schema, 60, worker, timeout=90, what="all completed")
         recovery = time.monotonic() - back
         print(f"broker outage: all 60 jobs completed {recovery:.1f} s after the broker returned")
         assert worker.alive()
@@ -145,7 +166,7 @@ def test_storage_outage_snoozes_jobs_and_every_object_is_stored(
     finally:
         back = time.monotonic()
         seaweed.start()
-    wait_for(completed(db, schema, 30), timeout=90, interval=0.1, what="all completed")
+    wait_all_completed(db, schema, 30, worker, timeout=90, what="all completed")
     print(
         f"storage outage: all 30 uploads completed {time.monotonic() - back:.1f} s after S3 returned"
     )
@@ -217,7 +238,7 @@ def test_the_whole_pipeline_survives_a_broker_and_a_storage_outage(
             assert "discarded" not in states(db, schema)
         finally:
             private_rabbit.start_app()
-        wait_for(completed(db, schema, 120), timeout=240, interval=0.2, what="every step")
+        wait_all_completed(db, schema, 120, worker, timeout=240, what="every step")
         messages = {q: f.drain(q) for q in f.queues}
     finally:
         f.delete()
