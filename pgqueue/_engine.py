@@ -641,9 +641,14 @@ class Engine:
             "queue": queue, "limit": limit, "node": node,
         }  # fmt: skip
         if conn is not None:
-            return await self._fetch(conn, params)
-        async with self.pool.connection() as c:
-            return await self._fetch(c, params)
+            jobs = await self._fetch(conn, params)
+        else:
+            async with self.pool.connection() as c:
+                jobs = await self._fetch(c, params)
+        # The claim wrote the node into each row; the row need not carry it back.
+        for job in jobs:
+            job.attempted_by = node
+        return jobs
 
     async def _fetch(self, conn: psycopg.AsyncConnection[Any], params: dict[str, Any]) -> list[Job]:
         # Binary results, the jsonb loader above and a positional Job: a claimed row

@@ -42,10 +42,11 @@ async def _record_async(job: pgqueue.Job, started: datetime) -> None:
 
 def _sleep_for(job: pgqueue.Job) -> float:
     """args["sleep"] seconds (default 0); with args["sleep_on"], only in the node of that
-    name (tests/faults/node.py's --name): a job that must still be running when that
-    node stops, however slow the machine, yet runs at once on the next."""
+    name (tests/faults/node.py's --name; the node's id is "name/suffix"): a job that must
+    still be running when that node stops, however slow the machine, yet runs at once on
+    the next."""
     on = job.args.get("sleep_on")
-    if on is not None and os.environ.get("PGQUEUE_TEST_NODE") != on:
+    if on is not None and (job.attempted_by or "").split("/")[0] != on:
         return 0.0
     return float(job.args.get("sleep") or 0)
 

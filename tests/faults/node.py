@@ -34,8 +34,6 @@ def main() -> None:
     p.add_argument("--no-listen", action="store_true")
     p.add_argument("--cron", action="append", default=[], help="EXPRESSION=WORKER")
     args = p.parse_args()
-    # The test apps read it (recording.Record's "sleep_on"): the node this process runs.
-    os.environ["PGQUEUE_TEST_NODE"] = args.name or ""
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,

@@ -297,6 +297,7 @@ def test_stale_ack_after_reclaim_changes_nothing(client, db, dsn, schema) -> Non
             )
         (second,) = await engine.fetch_jobs("default", 1, "node-b")
         assert (first.attempt, second.attempt) == (1, 2)
+        assert (first.attempted_by, second.attempted_by) == ("node-a", "node-b")
         stale = await engine.ack_jobs(
             [Transition(job.id, first.attempt, "discarded", error={"error": "late"})]
         )
