@@ -17,7 +17,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from . import _admin, _engine
-from ._connections import AsyncPoolConnection, PoolConnection
+from ._connections import AsyncPoolConnection, PoolConnection, restore, restore_async
 from ._dsn import describe, resolve_dsn, unavailable
 from ._errors import ConfigError
 from ._job import Job, JobSpec
@@ -71,6 +71,7 @@ class Client:
                 pool = ConnectionPool(
                     self.dsn,
                     connection_class=PoolConnection,
+                    reset=restore,
                     min_size=self._min_size,
                     max_size=self._max_size,
                     open=False,
@@ -97,6 +98,7 @@ class Client:
             pool = AsyncConnectionPool(
                 self.dsn,
                 connection_class=AsyncPoolConnection,
+                reset=restore_async,
                 min_size=self._min_size,
                 max_size=self._max_size,
                 open=False,

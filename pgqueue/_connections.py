@@ -111,6 +111,21 @@ class AsyncPoolConnection(_Kept, psycopg.AsyncConnection[Any]):
         return self._pgq_cursor  # type: ignore[no-any-return]
 
 
+def restore(conn: psycopg.Connection[Any]) -> None:
+    """The sync pool's ``reset``: a connection a caller handed back out of autocommit is
+    put back in it. Every statement of the Client's (an enqueue's INSERT among them)
+    relies on autocommit to commit; without it the INSERT would open a transaction that
+    the pool rolls back at putconn, after the enqueue had returned the job."""
+    if not conn.closed and not conn.autocommit:
+        conn.autocommit = True
+
+
+async def restore_async(conn: psycopg.AsyncConnection[Any]) -> None:
+    """``restore`` for the async pool."""
+    if not conn.closed and not conn.autocommit:
+        await conn.set_autocommit(True)
+
+
 def _needs_prepare(conn: PoolConnection | AsyncPoolConnection, text: bytes) -> bool:
     """Whether ``text`` must be prepared first: not yet on this connection, unless the
     caller turned psycopg's preparing off (``prepare_threshold=None``, as for PgBouncer)."""

@@ -353,6 +353,42 @@ def test_single_enqueues_keep_their_statement_and_cursor_on_the_pool_connection(
 
 
 @pytest.mark.parametrize("api", ["sync", "async"])
+def test_a_pool_connection_handed_back_changed_does_not_lose_the_next_enqueues(
+    dsn: str, schema: str, db, api
+) -> None:
+    # A caller borrows the Client's only pool connection and gives it back out of
+    # autocommit. The Client's enqueues must still commit: without autocommit their
+    # INSERT would open a transaction that the pool rolls back at putconn, after the
+    # enqueue had returned a Job with an id.
+    client = pgqueue.Client(dsn, schema=schema, max_size=1, connect_timeout=2)
+
+    async def main() -> list[pgqueue.Job]:
+        try:
+            if api == "sync":
+                with client.pool().connection() as conn:
+                    conn.autocommit = False
+                return [
+                    Plain.enqueue({"n": 1}, client=client),
+                    Plain.enqueue({"n": 2}, client=client, priority=3),
+                ]
+            async with (await client.apool()).connection() as conn:
+                await conn.set_autocommit(False)
+            return [
+                await Plain.enqueue_async({"n": 1}, client=client),
+                await Plain.enqueue_async({"n": 2}, client=client, priority=3),
+            ]
+        finally:
+            if api == "async":
+                await client.aclose()
+            client.close()
+
+    jobs = asyncio.run(main())
+    ids = [j.id for j in jobs]
+    rows = db.execute("SELECT id FROM pgqueue_jobs WHERE id = ANY(%s) ORDER BY id", (ids,))
+    assert [r[0] for r in rows] == sorted(ids)
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
 def test_a_failing_plain_enqueue_raises_psycopgs_own_error(dsn: str, schema: str, db, api) -> None:
     # The libpq path raises what a cursor would (the server's error, by class) when the
     # statement cannot be prepared (a schema never migrated), remembers nothing as
