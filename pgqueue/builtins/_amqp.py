@@ -225,9 +225,16 @@ class AmqpFanout(BuiltinWorker):
         chain = job.args.get("pipeline")
         root = chain.get("id") if isinstance(chain, dict) else None
         body = event_body(job)
-        breaker = breaker_for(settings.destination, BreakerSettings.from_env(os.environ))
+        breaker_settings = BreakerSettings.from_env(os.environ)
+        breaker = breaker_for(settings.destination, breaker_settings)
         try:
-            with through(job, breaker, classify):
+            with through(
+                job,
+                breaker,
+                classify,
+                patience=breaker_settings.patience,
+                describe=lambda exc: str(translate(exc, settings)),
+            ):
                 publish(
                     settings,
                     body,

@@ -53,9 +53,16 @@ class B2Upload(BuiltinWorker):
             except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
                 raise Discard(f"file not found: {path}") from None
 
-        breaker = breaker_for(settings.destination, BreakerSettings.from_env(os.environ))
+        breaker_settings = BreakerSettings.from_env(os.environ)
+        breaker = breaker_for(settings.destination, breaker_settings)
         try:
-            with through(job, breaker, classify):
+            with through(
+                job,
+                breaker,
+                classify,
+                patience=breaker_settings.patience,
+                describe=lambda exc: str(translate(exc, settings)),
+            ):
                 stored = store_file(
                     s3_client(settings),
                     settings,

@@ -7,7 +7,8 @@ seconds one job is let through as the probe (half-open): its success closes the
 circuit, its transport failure opens it again for another cooldown. A transport failure
 costs a job an attempt only while the outage is news (the circuit closed): a failed
 probe, or a job that was already under way when the circuit opened, snoozes like the
-others, or else a long outage would still discard jobs, one probe at a time. Any answer from the
+others, or else a long outage would still discard jobs, one probe at a time (within the
+job's patience: ``_pipeline.through``). Any answer from the
 destination, even a refusal (bad credentials, no such bucket), proves it reachable and
 counts as a success here: those errors fail the job as usual, not the circuit.
 

@@ -220,11 +220,15 @@ def password_of(url: str) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class BreakerSettings:
-    """When a destination's circuit opens (``threshold`` transport failures in a row) and
-    how long it stays open before one probe job may try it (``cooldown`` seconds)."""
+    """When a destination's circuit opens (``threshold`` transport failures in a row),
+    how long it stays open before one probe job may try it (``cooldown`` seconds), and
+    for how long after its enqueue a job's failed probes are free (``patience``
+    seconds): past it a failed probe costs the job an attempt, so a destination that
+    never comes back, or a job whose own request always fails, still ends discarded."""
 
     threshold: int = 5
     cooldown: float = 30.0
+    patience: float = 3 * 86400.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> BreakerSettings:
@@ -234,6 +238,9 @@ class BreakerSettings:
             ),
             cooldown=parse_seconds(
                 "PGQUEUE_BREAKER_COOLDOWN", env.get("PGQUEUE_BREAKER_COOLDOWN", "30"), minimum=0.1
+            ),
+            patience=parse_seconds(
+                "PGQUEUE_BREAKER_PATIENCE", env.get("PGQUEUE_BREAKER_PATIENCE", "259200")
             ),
         )
 

@@ -17,6 +17,7 @@ import os
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from .. import _registry
@@ -47,22 +48,43 @@ class BuiltinWorker(Worker, abstract=True):
 
 @contextmanager
 def through(
-    job: Job, breaker: CircuitBreaker, classify: Callable[[Exception], str]
+    job: Job,
+    breaker: CircuitBreaker,
+    classify: Callable[[Exception], str],
+    *,
+    patience: float,
+    describe: Callable[[Exception], str],
 ) -> Iterator[None]:
     """``breaker.guard`` for ``job``: a snooze is counted in the job's meta
-    (``breaker_snoozes``, ``breaker``) so ``pgqueue inspect`` shows why it waits."""
+    (``breaker_snoozes``, ``breaker``; a failed probe's error, as ``describe`` words it
+    without secrets, in ``breaker_error``) so ``pgqueue inspect`` shows why it waits.
+
+    A failed probe is free only within ``patience`` seconds of the job's enqueue; past
+    them it is raised as the failure it was and costs an attempt as any other would.
+    """
     try:
         with breaker.guard(classify):
             yield
-    except Snooze:
+    except Snooze as snooze:
+        failed_probe = snooze.__cause__
+        if isinstance(failed_probe, Exception) and _waited(job) >= patience:
+            raise failed_probe from None
         count = job.meta.get("breaker_snoozes", 0)
-        job.update_meta(
-            {
-                "breaker_snoozes": (count if isinstance(count, int) else 0) + 1,
-                "breaker": breaker.name,
-            }
-        )
+        meta: dict[str, Any] = {
+            "breaker_snoozes": (count if isinstance(count, int) else 0) + 1,
+            "breaker": breaker.name,
+        }
+        if isinstance(failed_probe, Exception):
+            meta["breaker_error"] = describe(failed_probe)
+        job.update_meta(meta)
         raise
+
+
+def _waited(job: Job) -> float:
+    """Seconds since ``job`` was enqueued (0 when its row's time is unknown)."""
+    if job.inserted_at is None:
+        return 0.0
+    return (datetime.now(UTC) - job.inserted_at).total_seconds()
 
 
 def check_steps(steps: Sequence[str | type[Worker]]) -> list[str]:

@@ -46,7 +46,7 @@ def _sleep_for(job: pgqueue.Job) -> float:
     still be running when that node stops, however slow the machine, yet runs at once on
     the next."""
     on = job.args.get("sleep_on")
-    if on is not None and (job.attempted_by or "").split("/")[0] != on:
+    if on is not None and (job.attempted_by or "").rsplit("/", 1)[0] != on:
         return 0.0
     return float(job.args.get("sleep") or 0)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -13,6 +14,7 @@ import pgqueue
 from pgqueue.builtins import _breaker
 from pgqueue.builtins._breaker import ANSWERED, CLOSED, HALF_OPEN, OPEN, TRANSPORT, CircuitBreaker
 from pgqueue.builtins._config import BreakerSettings
+from pgqueue.builtins._pipeline import through
 
 
 class Clock:
@@ -153,6 +155,44 @@ def test_a_failure_once_the_outage_is_known_snoozes_instead_of_using_an_attempt(
     assert changes[-1] == (HALF_OPEN, CLOSED)
 
 
+def test_a_failed_probe_is_free_only_within_the_jobs_patience() -> None:
+    """Within ``patience`` of its enqueue a job's failed probe snoozes it, its error kept
+    in meta; past it the failure is raised and costs an attempt: a destination that
+    never returns (or a job whose own request always fails) still ends discarded."""
+    b, clock, _ = make(threshold=1, cooldown=10)
+
+    def classify(exc: Exception) -> str:
+        return TRANSPORT if isinstance(exc, ConnectionError) else "other"
+
+    def job(age: float) -> pgqueue.Job:
+        inserted = datetime.now(UTC) - timedelta(seconds=age)
+        return pgqueue.Job(id=1, worker="w", inserted_at=inserted, meta={"breaker_snoozes": 2})
+
+    def probe(j: pgqueue.Job) -> None:
+        clock.now += 10
+        with through(j, b, classify, patience=3600, describe=lambda e: f"said: {e}"):
+            raise ConnectionError("refused")
+
+    # Closed: the failure that opens the circuit costs its attempt.
+    with (
+        pytest.raises(ConnectionError),
+        through(job(0), b, classify, patience=3600, describe=str),
+    ):
+        raise ConnectionError("refused")
+    young = job(3500)
+    with pytest.raises(pgqueue.Snooze):
+        probe(young)
+    assert young.meta_updates == {
+        "breaker_snoozes": 3,
+        "breaker": "dest",
+        "breaker_error": "said: refused",
+    }
+    old = job(3700)
+    with pytest.raises(ConnectionError, match="refused"):
+        probe(old)
+    assert old.meta_updates is None and b.state == OPEN
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(
@@ -181,7 +221,7 @@ def test_invariants_hold_for_any_sequence(steps) -> None:
             assert b.state == CLOSED and b.failures == 0
             probes_in_flight = 0
         else:
-            b.failed()
+            assert b.failed() == (before != CLOSED)  # the outage was known already
             if before == HALF_OPEN:
                 assert b.state == OPEN
         assert b.state in (CLOSED, OPEN, HALF_OPEN)

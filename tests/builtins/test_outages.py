@@ -39,6 +39,22 @@ def snoozed(db, schema: str) -> int:
     return db.execute(query.format(sql.Identifier(schema))).fetchone()[0]
 
 
+def probe_errors(db, schema: str) -> list[str]:
+    """What the failed probes met, as their jobs' meta keeps it (``breaker_error``)."""
+    query = sql.SQL(
+        "SELECT meta->>'breaker_error' FROM {}.pgqueue_jobs WHERE meta ? 'breaker_error'"
+    )
+    return [r[0] for r in db.execute(query.format(sql.Identifier(schema))).fetchall()]
+
+
+def assert_probes_said_why(db, schema: str, destination: str, secret: str) -> None:
+    """The failed probes (two at least, see outage_seen) left their error, naming the
+    destination, never a secret."""
+    errors = probe_errors(db, schema)
+    assert any(destination in e for e in errors), errors
+    assert not any(secret in e for e in errors)
+
+
 def completed(db, schema: str, n: int):
     return lambda: states(db, schema).get("completed", 0) >= n
 
@@ -131,6 +147,7 @@ def test_broker_outage_snoozes_jobs_and_every_message_arrives(
     finally:
         f.delete()
     assert_no_job_burnt_its_budget(db, schema)
+    assert_probes_said_why(db, schema, destination, ":guest@")
     ids = {str(j.id) for j in first + second}
     for queue, got in messages.items():
         assert ids <= {props.message_id for props, _ in got}, queue  # at least once each
@@ -172,6 +189,7 @@ def test_storage_outage_snoozes_jobs_and_every_object_is_stored(
     )
     assert worker.alive() and f"{destination}: half_open -> closed" in worker.log()
     assert_no_job_burnt_its_budget(db, schema)
+    assert_probes_said_why(db, schema, destination, seaweed.secret_key)
     s3 = seaweed.client()
     for path in files:
         data = path.read_bytes()
@@ -243,6 +261,8 @@ def test_the_whole_pipeline_survives_a_broker_and_a_storage_outage(
     finally:
         f.delete()
     assert_no_job_burnt_its_budget(db, schema)
+    assert_probes_said_why(db, schema, s3_dest, seaweed.secret_key)
+    assert_probes_said_why(db, schema, amqp_dest, ":guest@")
     s3 = seaweed.client()
     for path in files:
         head = s3.head_object(Bucket=bucket, Key=f"u/{path.name}")
