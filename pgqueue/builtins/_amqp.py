@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._job import Job
-from ._breaker import ANSWERED, TRANSPORT, breaker_for
-from ._config import AmqpSettings, BreakerSettings, password_of
+from ._breaker import ANSWERED, TRANSPORT
+from ._config import AmqpSettings, password_of
 from ._errors import DestinationRejected, DestinationUnavailable, first_line, scrub
-from ._pipeline import CHAIN_KEYS, BuiltinWorker, enqueue_next, through
+from ._pipeline import CHAIN_KEYS, BuiltinWorker, enqueue_next, guarded
 
 log = logging.getLogger("pgqueue.builtins.amqp")
 
@@ -225,16 +225,8 @@ class AmqpFanout(BuiltinWorker):
         chain = job.args.get("pipeline")
         root = chain.get("id") if isinstance(chain, dict) else None
         body = event_body(job)
-        breaker_settings = BreakerSettings.from_env(os.environ)
-        breaker = breaker_for(settings.destination, breaker_settings)
         try:
-            with through(
-                job,
-                breaker,
-                classify,
-                patience=breaker_settings.patience,
-                describe=lambda exc: str(translate(exc, settings)),
-            ):
+            with guarded(job, settings.destination, classify, lambda e: translate(e, settings)):
                 publish(
                     settings,
                     body,

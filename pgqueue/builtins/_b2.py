@@ -22,9 +22,8 @@ from typing import Any
 
 from .._job import Job
 from .._outcomes import Discard
-from ._breaker import breaker_for
-from ._config import B2Settings, BreakerSettings
-from ._pipeline import BuiltinWorker, enqueue_next, through
+from ._config import B2Settings
+from ._pipeline import BuiltinWorker, enqueue_next, guarded
 from ._process import read_facts
 from ._s3 import FileContentChanged, classify, s3_client, store_file, translate
 
@@ -53,16 +52,8 @@ class B2Upload(BuiltinWorker):
             except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
                 raise Discard(f"file not found: {path}") from None
 
-        breaker_settings = BreakerSettings.from_env(os.environ)
-        breaker = breaker_for(settings.destination, breaker_settings)
         try:
-            with through(
-                job,
-                breaker,
-                classify,
-                patience=breaker_settings.patience,
-                describe=lambda exc: str(translate(exc, settings)),
-            ):
+            with guarded(job, settings.destination, classify, lambda e: translate(e, settings)):
                 stored = store_file(
                     s3_client(settings),
                     settings,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,8 +28,8 @@ from .._job import Job, JobSpec
 from .._outcomes import Snooze
 from .._unique import Unique
 from .._worker import Worker
-from ._breaker import CircuitBreaker
-from ._config import RetrySettings
+from ._breaker import CircuitBreaker, breaker_for
+from ._config import BreakerSettings, RetrySettings
 
 # Keyed on the whole ``pipeline`` value (root job id, step number, remaining steps).
 NEXT_STEP_UNIQUE = Unique(period=None, keys=["pipeline"])
@@ -78,6 +78,25 @@ def through(
             meta["breaker_error"] = describe(failed_probe)
         job.update_meta(meta)
         raise
+
+
+def guarded(
+    job: Job,
+    destination: str,
+    classify: Callable[[Exception], str],
+    translate: Callable[[Exception], Exception],
+) -> AbstractContextManager[None]:
+    """``through`` with this process's breaker for ``destination`` and the breaker
+    settings of the environment; ``translate`` words a failed probe's error as the
+    worker reports its failures (one line, no secrets)."""
+    settings = BreakerSettings.from_env(os.environ)
+    return through(
+        job,
+        breaker_for(destination, settings),
+        classify,
+        patience=settings.patience,
+        describe=lambda exc: str(translate(exc)),
+    )
 
 
 def _waited(job: Job) -> float:
