@@ -1,4 +1,5 @@
-"""``python -m tests.bench.server_cost``: the server's instructions per enqueue, counted.
+"""``python -m tests.bench.server_cost``: the server's instructions per enqueue and per
+claimed job, counted.
 
 Wall-clock figures on this machine swing by a third between runs (another tenant's load,
 see steal.py), which hides any schema change worth less than that. Instructions do not
@@ -9,9 +10,15 @@ ceiling's bare INSERT. The same binaries and schema give the same count to about
 on any run, whatever else the machine is doing, so a schema change (``--without`` an
 index) is measured in one sitting.
 
+``--drain`` counts W2's statements instead, per job: a connection draining a backlog in
+batches (50 by default, a lane of W2 1 x 100), the ceiling with its claim and its ack
+(two statements a batch), pgqueue with ``fetch_jobs`` carrying the previous batch's
+completions (one statement a batch, on a connection tuned as a producer's).
+
 Each figure is (instructions of a connection's 3N statements - those of N) / 2N:
-connection start-up, catalogue loading and the first executions cancel out. It is the
-backend's work only: the client, the network and the WAL flush's wait are not in it.
+connection start-up, catalogue loading and the first executions cancel out (in a drain,
+also its first claim without acks and its last batch left unacked). It is the backend's
+work only: the client, the network and the WAL flush's wait are not in it.
 """
 
 from __future__ import annotations
@@ -24,13 +31,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from pgqueue._engine import _single
+from pgqueue._engine import _CLAIM_SETTINGS, _int_array, _single
 from pgqueue._job import JobSpec
 from pgqueue._migrate import migrate
 from pgqueue.sql import queries
@@ -135,10 +143,18 @@ class CountedServer:
 
     def instructions(self, statement: str, params: Any, runs: int) -> int:
         """Instructions of one backend that ran ``statement`` ``runs`` times, prepared."""
-        with psycopg.connect(self.server.dsn, autocommit=True) as conn:
-            pid = conn.info.backend_pid
+
+        def work(conn: psycopg.Connection[Any]) -> None:
             for _ in range(runs):
                 conn.execute(statement, params, prepare=True)
+
+        return self.backend(work)
+
+    def backend(self, work: Callable[[psycopg.Connection[Any]], None]) -> int:
+        """Instructions of one backend, from its connection to its exit, that did ``work``."""
+        with psycopg.connect(self.server.dsn, autocommit=True) as conn:
+            pid = conn.info.backend_pid
+            work(conn)
         # callgrind writes the file as the backend exits: read it once the process is gone.
         deadline = time.monotonic() + 120
         while Path(f"/proc/{pid}").exists():
@@ -158,6 +174,72 @@ def count(db: CountedServer, statement: str, params: Any, n: int) -> float:
     return (many - db.instructions(statement, params, n)) / (2 * n)
 
 
+# What a drain's connection sends per batch: the ceiling's claim then its ack, pgqueue's
+# fetch_jobs with the previous batch's completions (queue and node as W2's).
+def _ceiling_drain(batches: int, batch: int) -> Callable[[psycopg.Connection[Any]], None]:
+    def work(conn: psycopg.Connection[Any]) -> None:
+        for _ in range(batches):
+            ids = [r[0] for r in conn.execute(ceiling.CLAIM, [batch], prepare=True)]  # type: ignore[arg-type]
+            if len(ids) != batch:
+                raise SystemExit(f"the ceiling's backlog ran out ({len(ids)} of {batch})")
+            conn.execute(ceiling.ACK, [ids], prepare=True)  # type: ignore[arg-type]
+
+    return work
+
+
+def _pgqueue_drain(batches: int, batch: int) -> Callable[[psycopg.Connection[Any]], None]:
+    statement = queries(SCHEMA).fetch_jobs
+
+    def work(conn: psycopg.Connection[Any]) -> None:
+        conn.execute(_CLAIM_SETTINGS)  # as Engine.tune_claims sets a producer's connection
+        done: list[tuple[int, int]] = []
+        for _ in range(batches):
+            done.sort()
+            params = {
+                "ids": _int_array(i for i, _ in done), "attempts": _int_array(a for _, a in done),
+                "queue": DRAIN_QUEUE, "limit": batch, "node": "cost/1",
+            }  # fmt: skip
+            with conn.cursor(binary=True) as cur:
+                cur.execute(statement, params, prepare=True)  # type: ignore[arg-type]
+                names = [c.name for c in cur.description or ()]
+                i, a = names.index("id"), names.index("attempt")
+                done = [(r[i], r[a]) for r in cur.fetchall()]
+            if len(done) != batch:
+                raise SystemExit(f"pgqueue's backlog ran out ({len(done)} of {batch})")
+
+    return work
+
+
+def drain_count(db: CountedServer, name: str, n: int, batch: int) -> float:
+    """Instructions per job of ``name``'s drain, start-up and the edges cancelled out."""
+    drain = _ceiling_drain if name == "ceiling" else _pgqueue_drain
+    few = db.backend(drain(n, batch))
+    many = db.backend(drain(3 * n, batch))
+    return (many - few) / (2 * n * batch)
+
+
+DRAIN_QUEUE = "bench"
+
+
+def _backlog(dsn: str, rows: int) -> None:
+    """``rows`` available jobs in each table, vacuumed and analysed as W2's prefill."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            f"INSERT INTO {ceiling.SCHEMA}.jobs (args) "  # type: ignore[arg-type]
+            "SELECT jsonb_build_object('i', g) FROM generate_series(1, %s) AS g",
+            [rows],
+        )
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {}.pgqueue_jobs (queue, worker, args) "
+                "SELECT %s, 'noop', jsonb_build_object('i', g) FROM generate_series(1, %s) AS g"
+            ).format(sql.Identifier(SCHEMA)),
+            [DRAIN_QUEUE, rows],
+        )
+        conn.execute(f"VACUUM ANALYZE {ceiling.SCHEMA}.jobs")  # type: ignore[arg-type]
+        conn.execute(sql.SQL("VACUUM ANALYZE {}.pgqueue_jobs").format(sql.Identifier(SCHEMA)))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.bench.server_cost", description=__doc__)
     p.add_argument("-n", type=int, default=300, help="statements of the short run (default 300)")
@@ -165,6 +247,11 @@ def main(argv: list[str] | None = None) -> int:
         "--without", action="append", default=[], metavar="INDEX",
         help="measure pgqueue's statement with this index dropped (repeatable)",
     )  # fmt: skip
+    p.add_argument(
+        "--drain", action="store_true",
+        help="count W2's claim and ack per job instead of W1's insert (N batches: -n / 10)",
+    )  # fmt: skip
+    p.add_argument("--batch", type=int, default=50, help="jobs per claim with --drain (default 50)")
     args = p.parse_args(argv)
     valgrind = shutil.which("valgrind")
     if valgrind is None:
@@ -174,10 +261,20 @@ def main(argv: list[str] | None = None) -> int:
 
     with EmbeddedPostgres(bin_dir=system_bin_dir()) as server:
         indexes = _schema(server.dsn, args.without)
+        batches = max(1, args.n // 10)
+        if args.drain:
+            _backlog(server.dsn, 4 * batches * args.batch)
         server.stop()
         print(f"pgqueue_jobs indexes measured ({len(indexes)}): {', '.join(indexes)}")
         base = None
         with CountedServer(server, valgrind) as db:
+            if args.drain:
+                for name in ("ceiling", "pgqueue"):
+                    per = drain_count(db, name, batches, args.batch)
+                    base = base or per
+                    what = "claim + ack" if name == "ceiling" else "fetch_jobs"
+                    print(f"{name} {what:12} {per:10,.0f} instructions per job ({per / base:.2f}x)")
+                return 0
             for name, (statement, params) in STATEMENTS.items():
                 per = count(db, statement, params, args.n)
                 base = base or per
