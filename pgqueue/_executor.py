@@ -19,7 +19,7 @@ from . import _events, _registry
 from ._backoff import backoff_seconds
 from ._errors import JobTimeout, UnknownWorker
 from ._job import Job
-from ._outcomes import Failure, Success, Transition, decide
+from ._outcomes import Failure, Success, Transition, completed, decide
 from ._threads import JobThreads
 from ._worker import Worker
 
@@ -49,7 +49,8 @@ class Executor:
         """``task`` is the task running this call, when the caller has it at hand (the
         producer does); a job with a timeout needs it, and looking it up costs more."""
         started = time.perf_counter()
-        _events.emit("job_start", job=job, node=self.node)
+        if _events.listened("job_start"):
+            _events.emit("job_start", job=job, node=self.node)
         cls = _registry.lookup(job.worker)
         worker: Worker | None = None
         if cls is None:
@@ -62,7 +63,10 @@ class Executor:
             else:
                 outcome = await self._perform(worker, cls, job, task)
         try:
-            transition = decide(job, outcome, now=datetime.now(UTC), backoff=_safe_backoff(worker))
+            # Nearly every job: completed, without the clock and backoff decide takes.
+            transition = completed(job, outcome) or decide(
+                job, outcome, now=datetime.now(UTC), backoff=_safe_backoff(worker)
+            )
         except Exception as exc:  # a result or exception that cannot even be described
             outcome = Failure.capture(exc)
             transition = decide(job, outcome, now=datetime.now(UTC), backoff=_safe_backoff(None))
@@ -77,14 +81,15 @@ class Executor:
                 error=outcome.error,
                 traceback=outcome.traceback,
             )
-        _events.emit(
-            "job_stop",
-            job=job,
-            node=self.node,
-            transition=transition,
-            duration=duration,
-            outcome=transition.state,
-        )
+        if _events.listened("job_stop"):
+            _events.emit(
+                "job_stop",
+                job=job,
+                node=self.node,
+                transition=transition,
+                duration=duration,
+                outcome=transition.state,
+            )
         return transition
 
     async def _perform(

@@ -130,6 +130,15 @@ def refused_error(t: Transition, reason: BaseException) -> dict[str, Any]:
     }
 
 
+def completed(job: Job, outcome: Success | Failure) -> Transition | None:
+    """``decide``'s answer without its clock and backoff when ``perform`` returned a
+    value that is no exception (so no Snooze, Cancel or Discard): completed. None when
+    ``decide`` must look. The path of nearly every job, which then builds neither."""
+    if type(outcome) is Success and not isinstance(outcome.value, BaseException):
+        return Transition(job.id, job.attempt, "completed", None, None, job.meta_updates)
+    return None
+
+
 def decide(
     job: Job,
     outcome: Success | Failure,

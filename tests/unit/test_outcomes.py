@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 import pytest
 
 from pgqueue import Cancel, Discard, Job, Snooze
-from pgqueue._outcomes import Failure, Success, decide
+from pgqueue._outcomes import Failure, Success, completed, decide
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -99,3 +99,18 @@ def test_long_messages_and_tracebacks_are_trimmed() -> None:
     t = go(job(), fail(RuntimeError("x" * 10_000)))
     assert len(t.error["message"]) == 2000
     assert len(t.error["traceback"]) <= 8000
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [Success(None), Success({"a": 1}), Success(0), Success(ValueError("returned")),
+     Success(Snooze(5)), Success(Cancel()), Success(Discard()), Failure(ValueError("x")),
+     Failure(Snooze(5)), Failure(Cancel())],
+)  # fmt: skip
+def test_completed_is_decide_when_it_answers(outcome: Success | Failure) -> None:
+    j = job()
+    j.update_meta({"k": 1})
+    fast = completed(j, outcome)
+    slow = decide(j, outcome, now=datetime.now(UTC), backoff=lambda _: 1.0)
+    plain = isinstance(outcome, Success) and not isinstance(outcome.value, BaseException)
+    assert fast == (slow if plain else None)
