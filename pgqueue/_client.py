@@ -71,7 +71,7 @@ class Client:
                 pool = ConnectionPool(
                     self.dsn,
                     connection_class=PoolConnection,
-                    reset=restore,
+                    check=restore,
                     min_size=self._min_size,
                     max_size=self._max_size,
                     open=False,
@@ -98,7 +98,7 @@ class Client:
             pool = AsyncConnectionPool(
                 self.dsn,
                 connection_class=AsyncPoolConnection,
-                reset=restore_async,
+                check=restore_async,
                 min_size=self._min_size,
                 max_size=self._max_size,
                 open=False,
