@@ -243,12 +243,17 @@ class Producer(Service):
         # name, then renames it through a Python function (0.7 us a job together).
         loop = self._loop or asyncio.get_running_loop()
         task = loop.create_task(self._execute(job), name=f"pgqueue-job-{job.id}")
-        self.running_jobs[job.id] = (job, task)
+        # Under an eager task factory (3.12+) create_task runs the job's first step, and
+        # all of a job that never waits: a task already done has freed its slot.
+        if not task.done():
+            self.running_jobs[job.id] = (job, task)
 
     async def _execute(self, job: Job) -> None:
-        # By its first step the task is in running_jobs (create_task returns first).
+        # This task, found without the running-loop lookup (a getpid on 3.11) and without
+        # running_jobs, which an eager first step runs before _launch fills in.
+        task = asyncio.current_task(self._loop)
         try:
-            self.acker.push(await self.executor.run(job, self.running_jobs[job.id][1]))
+            self.acker.push(await self.executor.run(job, task))
         finally:
             self._finished(job.id)
 

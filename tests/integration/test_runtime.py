@@ -283,6 +283,37 @@ def test_polling_alone_still_runs_jobs(client, db, dsn, schema) -> None:
     assert asyncio.run(main()) < 1.0
 
 
+class WaitsBriefly(pgqueue.Worker):
+    async def perform(self, job: pgqueue.Job) -> None:
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.skipif(
+    not hasattr(asyncio, "eager_task_factory"), reason="eager task factories exist from 3.12"
+)
+def test_jobs_run_and_complete_under_an_eager_task_factory(client, db, dsn, schema) -> None:
+    # An eager factory runs a job's first step (all of a job that never waits) inside
+    # create_task, before the producer has recorded the task: jobs stuck in executing.
+    for i in range(10):
+        Succeeds.enqueue({"i": i}, client=client)
+        WaitsBriefly.enqueue({"i": i}, client=client)
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined]
+        node = pgqueue.Node(dsn, schema=schema, queues={"default": 4}, poll_interval=0.2)
+        await node.start()
+        try:
+            deadline = time.monotonic() + 10
+            while states(db, schema).get("completed", 0) < 20 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        finally:
+            await node.stop()
+            await client.aclose()
+
+    asyncio.run(main())
+    assert states(db, schema) == {"completed": 20}
+
+
 def test_stale_ack_after_reclaim_changes_nothing(client, db, dsn, schema) -> None:
     job = Succeeds.enqueue({}, client=client)
 
