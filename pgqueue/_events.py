@@ -39,11 +39,6 @@ def subscribe(event: str, handler: Handler) -> Callable[[], None]:
     return unsubscribe
 
 
-def listened(event: str) -> bool:
-    """Whether ``event`` has a handler: a hot path skips building a payload nobody reads."""
-    return bool(_handlers.get(event))
-
-
 def emit(event: str, **payload: Any) -> None:
     handlers = _handlers.get(event)
     if not handlers:

@@ -49,8 +49,7 @@ class Executor:
         """``task`` is the task running this call, when the caller has it at hand (the
         producer does); a job with a timeout needs it, and looking it up costs more."""
         started = time.perf_counter()
-        if _events.listened("job_start"):
-            _events.emit("job_start", job=job, node=self.node)
+        _events.emit("job_start", job=job, node=self.node)
         cls = _registry.lookup(job.worker)
         worker: Worker | None = None
         if cls is None:
@@ -81,15 +80,14 @@ class Executor:
                 error=outcome.error,
                 traceback=outcome.traceback,
             )
-        if _events.listened("job_stop"):
-            _events.emit(
-                "job_stop",
-                job=job,
-                node=self.node,
-                transition=transition,
-                duration=duration,
-                outcome=transition.state,
-            )
+        _events.emit(
+            "job_stop",
+            job=job,
+            node=self.node,
+            transition=transition,
+            duration=duration,
+            outcome=transition.state,
+        )
         return transition
 
     async def _perform(

@@ -288,9 +288,7 @@ class WaitsBriefly(pgqueue.Worker):
         await asyncio.sleep(0.01)
 
 
-@pytest.mark.skipif(
-    not hasattr(asyncio, "eager_task_factory"), reason="eager task factories exist from 3.12"
-)
+@pytest.mark.py312
 def test_jobs_run_and_complete_under_an_eager_task_factory(client, db, dsn, schema) -> None:
     # An eager factory runs a job's first step (all of a job that never waits) inside
     # create_task, before the producer has recorded the task: jobs stuck in executing.
