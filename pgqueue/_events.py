@@ -9,6 +9,7 @@ Events and their payload (keyword arguments):
   job_exception  job, node, transition, duration, error (the exception), traceback (str)
   node_start / node_stop   node
   breaker_change  name (the destination), state ("closed" | "open" | "half_open"), failures
+                  (on every change of the state or of the count of failures in a row)
 """
 
 from __future__ import annotations

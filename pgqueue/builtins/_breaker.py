@@ -13,8 +13,10 @@ destination, even a refusal (bad credentials, no such bucket), proves it reachab
 counts as a success here: those errors fail the job as usual, not the circuit.
 
 ``CircuitBreaker`` is the state machine with injected ``clock`` and ``rng`` and no I/O;
-``breaker_for`` keeps one per destination name, logs every change and emits the
-``breaker_change`` event the Prometheus integration exports.
+``breaker_for`` keeps one per destination name, logs every change of state and emits
+the ``breaker_change`` event the Prometheus integration exports, on every change of
+state and of the failure count (the gauge of failures would otherwise show the count
+of the last change of state: 0 while a closed circuit counts towards opening).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 TRANSPORT, ANSWERED = "transport", "answered"  # verdicts of a guard's classify
 
 OnChange = Callable[["CircuitBreaker", str, str], None]
+OnFailures = Callable[["CircuitBreaker"], None]
 
 
 class CircuitBreaker:
@@ -56,6 +59,7 @@ class CircuitBreaker:
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
         on_change: OnChange | None = None,
+        on_failures: OnFailures | None = None,
     ) -> None:
         if threshold < 1:
             raise ValueError(f"threshold must be >= 1, got {threshold}")
@@ -70,11 +74,13 @@ class CircuitBreaker:
         self._clock = clock
         self._rng = rng
         self._on_change = on_change
+        self._on_failures = on_failures
         self._lock = threading.Lock()
         self._state = CLOSED
         self._failures = 0  # transport failures in a row
         self._opened_at = 0.0
         self._probe_at: float | None = None  # when the current probe was let through
+        self._probe = 0  # the current probe's number: only it may hand its turn back
 
     @property
     def state(self) -> str:
@@ -86,30 +92,35 @@ class CircuitBreaker:
 
     def admit(self) -> float | None:
         """``None`` to go ahead, else the seconds to snooze before trying again."""
+        return self._admit()[0]
+
+    def _admit(self) -> tuple[float | None, int | None]:
+        """``admit()``, and the probe's number when the caller is the half-open probe."""
         with self._lock:
             now = self._clock()
             if self._state == CLOSED:
-                return None
+                return None, None
             if self._state == OPEN:
                 remaining = self._opened_at + self.cooldown - now
                 if remaining > 0:
-                    return self._spread(remaining)
-                self._set(HALF_OPEN)
-                self._probe_at = now
-                return None
+                    return self._spread(remaining), None
+                self._change(HALF_OPEN, self._failures)
+                return None, self._let_probe(now)
             # Half-open: one probe at a time, a new one only if the last one went silent.
             if self._probe_at is None or now - self._probe_at >= self.probe_lease:
-                self._probe_at = now
-                return None
-            return self._spread(self.cooldown / 2)
+                return None, self._let_probe(now)
+            return self._spread(self.cooldown / 2), None
+
+    def _let_probe(self, now: float) -> int:
+        self._probe_at = now
+        self._probe += 1
+        return self._probe
 
     def succeeded(self) -> None:
         """The destination answered."""
         with self._lock:
-            self._failures = 0
             self._probe_at = None
-            if self._state != CLOSED:
-                self._set(CLOSED)
+            self._change(CLOSED, 0)
 
     def failed(self) -> bool:
         """The destination could not be reached (connection refused, reset, timed out...).
@@ -118,21 +129,24 @@ class CircuitBreaker:
         so the failure tells nothing about the job."""
         with self._lock:
             known = self._state != CLOSED
-            self._failures += 1
-            now = self._clock()
-            if self._state == HALF_OPEN or (
-                self._state == CLOSED and self._failures >= self.threshold
-            ):
-                self._opened_at = now
+            failures = self._failures + 1
+            if self._state == HALF_OPEN or (self._state == CLOSED and failures >= self.threshold):
+                self._opened_at = self._clock()
                 self._probe_at = None
-                self._set(OPEN)
+                self._change(OPEN, failures)
+            else:
+                self._change(self._state, failures)
             return known
 
-    def released(self) -> None:
-        """The attempt ended without telling anything about the destination (a local
-        error): a half-open circuit lets the next job probe instead."""
+    def released(self, probe: int | None) -> None:
+        """The attempt admitted as probe number ``probe`` (``_admit``'s second value)
+        ended without telling anything about the destination (a local error): the next
+        job probes instead. Any other attempt's release changes nothing: a late one from
+        an earlier probe, whose lease ran out, must not let a second probe join the
+        current one."""
         with self._lock:
-            self._probe_at = None
+            if probe is not None and probe == self._probe:
+                self._probe_at = None
 
     @contextmanager
     def guard(self, classify: Callable[[Exception], str]) -> Iterator[None]:
@@ -144,7 +158,7 @@ class CircuitBreaker:
         the circuit was already open or half-open (a failed probe) raises ``Snooze``
         from it instead: the job waits for the next probe with its budget kept.
         """
-        wait = self.admit()
+        wait, probe = self._admit()
         if wait is not None:
             raise Snooze(wait)
         try:
@@ -157,10 +171,10 @@ class CircuitBreaker:
             elif verdict == ANSWERED:
                 self.succeeded()
             else:
-                self.released()
+                self.released(probe)
             raise
         except BaseException:
-            self.released()
+            self.released(probe)
             raise
         else:
             self.succeeded()
@@ -170,10 +184,17 @@ class CircuitBreaker:
         # cooldown so the probe meets a trickle, not a herd.
         return round(max(seconds, 0.05) + self._rng() * self.cooldown / 2, 3)
 
-    def _set(self, state: str) -> None:
+    def _change(self, state: str, failures: int) -> None:
+        """Set the state and the count, and report what changed: a change of state to
+        ``on_change`` (the count comes with it), a change of the count alone to
+        ``on_failures``."""
         old, self._state = self._state, state
-        if self._on_change is not None:
-            self._on_change(self, old, state)
+        counted, self._failures = self._failures, failures
+        if old != state:
+            if self._on_change is not None:
+                self._on_change(self, old, state)
+        elif counted != failures and self._on_failures is not None:
+            self._on_failures(self)
 
 
 _breakers: dict[str, CircuitBreaker] = {}
@@ -192,7 +213,13 @@ def _report(breaker: CircuitBreaker, old: str, new: str) -> None:
         )
     else:
         log.info("circuit breaker %s: %s -> %s", breaker.name, old, new)
-    _events.emit("breaker_change", name=breaker.name, state=new, failures=breaker.failures)
+    _count(breaker)
+
+
+def _count(breaker: CircuitBreaker) -> None:
+    _events.emit(
+        "breaker_change", name=breaker.name, state=breaker.state, failures=breaker.failures
+    )
 
 
 def breaker_for(name: str, settings: BreakerSettings | None = None) -> CircuitBreaker:
@@ -205,7 +232,11 @@ def breaker_for(name: str, settings: BreakerSettings | None = None) -> CircuitBr
         if breaker is None:
             settings = settings or BreakerSettings()
             breaker = _breakers[name] = CircuitBreaker(
-                name, threshold=settings.threshold, cooldown=settings.cooldown, on_change=_report
+                name,
+                threshold=settings.threshold,
+                cooldown=settings.cooldown,
+                on_change=_report,
+                on_failures=_count,
             )
         elif settings is not None and (breaker.threshold, breaker.cooldown) != (
             settings.threshold,

@@ -246,13 +246,76 @@ def test_breaker_for_logs_and_emits_each_change(caplog) -> None:
         b.succeeded()
     finally:
         unsubscribe()
+    name = "s3:http://x/bucket"
+    # The count that leads up to opening is emitted too (the failures gauge reads 1,
+    # not 0, after the first); only changes of state are logged.
     assert seen == [
-        {"name": "s3:http://x/bucket", "state": "open", "failures": 2},
-        {"name": "s3:http://x/bucket", "state": "closed", "failures": 0},
+        {"name": name, "state": "closed", "failures": 1},
+        {"name": name, "state": "open", "failures": 2},
+        {"name": name, "state": "closed", "failures": 0},
     ]
     text = caplog.text
-    assert "s3:http://x/bucket: closed -> open after 2 transport failure(s)" in text
-    assert "s3:http://x/bucket: open -> closed" in text
+    assert f"{name}: closed -> open after 2 transport failure(s)" in text
+    assert f"{name}: open -> closed" in text
+    assert len(caplog.records) == 2
+
+
+def test_failures_reported_on_every_change_of_the_count_alone() -> None:
+    counts: list[tuple[str, int]] = []
+    clock = Clock()
+    b = CircuitBreaker(
+        "dest",
+        threshold=3,
+        cooldown=10,
+        clock=clock,
+        on_failures=lambda br: counts.append((br.state, br.failures)),
+    )
+    b.failed()
+    b.failed()
+    b.succeeded()
+    b.succeeded()  # nothing changed: nothing reported
+    for _ in range(3):
+        b.failed()  # the third opens: a change of state, reported by on_change only
+    b.failed()  # a job already under way when it opened
+    assert counts == [(CLOSED, 1), (CLOSED, 2), (CLOSED, 0), (CLOSED, 1), (CLOSED, 2), (OPEN, 4)]
+
+
+def test_a_late_release_from_a_replaced_probe_does_not_admit_a_second_probe() -> None:
+    """A probe that outlived its lease was replaced; when it finally ends on a local
+    error, the probe now in flight stays the only one."""
+    b, clock, _ = make(threshold=1, cooldown=10, probe_lease=60)
+
+    def classify(exc: Exception) -> str:
+        return "other"
+
+    b.failed()
+    clock.now += 10
+    silent = b.guard(classify)
+    silent.__enter__()  # the first probe, which hangs
+    clock.now += 60
+    current = b.guard(classify)
+    current.__enter__()  # its lease is over: the second probe
+    # The local error propagates (__exit__ does not swallow it).
+    assert not silent.__exit__(ValueError, ValueError("a local error, at last"), None)
+    assert b.admit() is not None  # the second probe is still the only one
+    assert not current.__exit__(ValueError, ValueError("local"), None)
+    assert b.admit() is None  # the current probe handed its turn back
+    assert b.state == HALF_OPEN
+
+
+def test_a_release_while_closed_leaves_a_later_probe_alone() -> None:
+    b, clock, _ = make(threshold=1, cooldown=10)
+
+    def classify(exc: Exception) -> str:
+        return "other"
+
+    early = b.guard(classify)
+    early.__enter__()  # admitted while closed
+    b.failed()  # another job finds the outage
+    clock.now += 10
+    assert b.admit() is None  # the probe
+    assert not early.__exit__(ValueError, ValueError("local"), None)
+    assert b.admit() is not None
 
 
 def test_breaker_for_applies_changed_settings() -> None:

@@ -7,6 +7,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from pgqueue import _events
+from pgqueue.builtins import BreakerSettings, breaker_for
+from pgqueue.builtins._breaker import reset_breakers
 from pgqueue.integrations.prometheus import JobMetrics, QueueStats
 from tests.helpers import wait_for
 from tests.ops.app import Boom, Hold, Ok
@@ -88,6 +90,24 @@ def test_breaker_gauge_follows_breaker_change_events() -> None:
         assert registry.get_sample_value("pgqueue_breaker_state", {"name": "b2"}) == 0
     finally:
         metrics.uninstall()
+
+
+def test_breaker_failures_gauge_counts_while_the_circuit_is_closed() -> None:
+    registry = CollectorRegistry()
+    metrics = JobMetrics(registry)
+    metrics.install()
+    name = "s3:http://metrics-test/bucket"
+    try:
+        breaker = breaker_for(name, BreakerSettings(threshold=3, cooldown=1))
+        breaker.failed()
+        breaker.failed()
+        assert registry.get_sample_value("pgqueue_breaker_failures", {"name": name}) == 2
+        assert registry.get_sample_value("pgqueue_breaker_state", {"name": name}) == 0
+        breaker.succeeded()
+        assert registry.get_sample_value("pgqueue_breaker_failures", {"name": name}) == 0
+    finally:
+        metrics.uninstall()
+        reset_breakers()
 
 
 def test_queue_stats_survive_an_unreachable_database(schema) -> None:
