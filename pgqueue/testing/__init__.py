@@ -14,12 +14,14 @@ import asyncio
 import json
 from collections import Counter
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from .. import _engine, _ops
 from .._client import Client
 from .._executor import Executor
 from .._job import Job
+from .._node import default_node_name
 from .._threads import JobThreads
 from .._worker import Worker
 
@@ -27,14 +29,25 @@ from .._worker import Worker
 def perform_job(
     worker: type[Worker], args: Mapping[str, Any] | None = None, **fields: Any
 ) -> object:
-    """Run ``worker``'s perform on a job built from ``args``; exceptions propagate."""
+    """Run ``worker``'s perform on a job built from ``args``; exceptions propagate.
+
+    The job looks like one a worker claimed: ``executing``, attempt 1, with this
+    process as ``attempted_by`` and now as its insert, schedule and attempt times, so
+    code that reads them behaves as it will in production. ``fields`` override any of
+    them.
+    """
+    now = datetime.now(UTC)
+    fields.setdefault("state", "executing")
+    fields.setdefault("attempt", 1)
+    fields.setdefault("max_attempts", worker.max_attempts)
+    for name in ("inserted_at", "scheduled_at", "attempted_at"):
+        fields.setdefault(name, now)
+    fields.setdefault("attempted_by", default_node_name())
     job = Job(
         id=fields.pop("id", 0),
         worker=worker.name,
         queue=fields.pop("queue", worker.queue),
         args=json.loads(json.dumps(dict(args or {}))),
-        attempt=fields.pop("attempt", 1),
-        max_attempts=fields.pop("max_attempts", worker.max_attempts),
         **fields,
     )
     result = worker().perform(job)
