@@ -20,7 +20,11 @@ from psycopg.conninfo import make_conninfo
 
 import pgqueue
 from pgqueue import _migrate
-from tests.helpers import SLOWDOWN
+from tests.helpers import SLOWDOWN, stop_on_sigterm
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    stop_on_sigterm()
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,6 +21,26 @@ import pgqueue
 # The instance of 2026-11-29 took 43-65 ms and ran the whole suite 8x slower than they do.
 _SPIN_TURNS = 200_000
 _SPIN_REFERENCE_S = 0.01
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM (a CI time limit, ``kill``) end the run the way Ctrl-C does.
+
+    pytest then tears the fixtures down, so the private servers they started (SeaweedFS,
+    RabbitMQ, an embedded PostgreSQL) stop too. Each runs in a session of its own, which
+    a signal to the test run's process group does not reach: on the default action
+    pytest died at once and they ran on. A second SIGTERM kills the run as before.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return  # someone (a runner, a plugin) handles it already
+
+    def interrupt(signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise KeyboardInterrupt(f"signal {signum}: stopping, tearing the fixtures down")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _spin() -> float:
