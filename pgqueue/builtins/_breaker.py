@@ -92,10 +92,11 @@ class CircuitBreaker:
 
     def admit(self) -> float | None:
         """``None`` to go ahead, else the seconds to snooze before trying again."""
-        return self._admit()[0]
+        return self.admission()[0]
 
-    def _admit(self) -> tuple[float | None, int | None]:
-        """``admit()``, and the probe's number when the caller is the half-open probe."""
+    def admission(self) -> tuple[float | None, int | None]:
+        """``admit()``, and the probe's number when the caller is the half-open probe
+        (else None): the number to hand to ``released``."""
         with self._lock:
             now = self._clock()
             if self._state == CLOSED:
@@ -138,14 +139,18 @@ class CircuitBreaker:
                 self._change(self._state, failures)
             return known
 
-    def released(self, probe: int | None) -> None:
-        """The attempt admitted as probe number ``probe`` (``_admit``'s second value)
-        ended without telling anything about the destination (a local error): the next
-        job probes instead. Any other attempt's release changes nothing: a late one from
-        an earlier probe, whose lease ran out, must not let a second probe join the
-        current one."""
+    def released(self, probe: int | None = None) -> None:
+        """The attempt ended without telling anything about the destination (a local
+        error): a half-open circuit lets the next job probe instead.
+
+        ``probe`` is the number ``admission()`` gave the attempt. With it, only the
+        current probe hands its turn back: a late release from an earlier probe whose
+        lease ran out must not let a second probe join the current one (``guard``
+        passes it, and releases nothing for an attempt that was not the probe). Without
+        it (a caller of ``admit()``), the current probe's turn ends, as it always did.
+        """
         with self._lock:
-            if probe is not None and probe == self._probe:
+            if probe is None or probe == self._probe:
                 self._probe_at = None
 
     @contextmanager
@@ -158,7 +163,7 @@ class CircuitBreaker:
         the circuit was already open or half-open (a failed probe) raises ``Snooze``
         from it instead: the job waits for the next probe with its budget kept.
         """
-        wait, probe = self._admit()
+        wait, probe = self.admission()
         if wait is not None:
             raise Snooze(wait)
         try:
@@ -170,11 +175,12 @@ class CircuitBreaker:
                     raise Snooze(self._spread(self.cooldown)) from exc
             elif verdict == ANSWERED:
                 self.succeeded()
-            else:
+            elif probe is not None:  # only the probe has a turn to hand back
                 self.released(probe)
             raise
         except BaseException:
-            self.released(probe)
+            if probe is not None:
+                self.released(probe)
             raise
         else:
             self.succeeded()

@@ -32,7 +32,8 @@ def perform_job(
     """Run ``worker``'s perform on a job built from ``args``; exceptions propagate.
 
     The job looks like one a worker claimed: ``executing``, attempt 1, with this
-    process as ``attempted_by`` and now as its insert, schedule and attempt times, so
+    process as ``attempted_by`` (``host.pid/perform_job``, shaped like a node's id)
+    and now as its insert, schedule and attempt times, so
     code that reads them behaves as it will in production. ``fields`` override any of
     them.
     """
@@ -42,7 +43,8 @@ def perform_job(
     fields.setdefault("max_attempts", worker.max_attempts)
     for name in ("inserted_at", "scheduled_at", "attempted_at"):
         fields.setdefault(name, now)
-    fields.setdefault("attempted_by", default_node_name())
+    # A node's id is "name/suffix" (tests/apps parse it so); the suffix says who ran it.
+    fields.setdefault("attempted_by", f"{default_node_name()}/perform_job")
     job = Job(
         id=fields.pop("id", 0),
         worker=worker.name,

@@ -7,7 +7,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import pgqueue
@@ -232,6 +232,84 @@ def test_invariants_hold_for_any_sequence(steps) -> None:
     assert all(old != new for old, new in changes)
     for (_, new), (old, _) in itertools.pairwise(changes):
         assert new == old
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        # Ticks of the sizes that matter (none, the cooldown, the lease), so that short
+        # sequences reach a replaced probe; the number also picks which probe releases.
+        st.tuples(
+            st.sampled_from(["enter", "release", "ok", "fail", "tick"]),
+            st.sampled_from([0.0, 1.0, 10.0, 30.0]),
+        ),
+        max_size=80,
+    )
+)
+@example(  # a probe replaced after its lease, then the late release of the first
+    [
+        ("fail", 0.0),
+        ("tick", 10.0),
+        ("enter", 0.0),
+        ("tick", 30.0),
+        ("enter", 0.0),
+        ("release", 0.0),
+        ("enter", 0.0),
+    ]
+)
+def test_one_live_probe_at_a_time_and_each_change_reported_once(steps) -> None:
+    """Admissions with their probe numbers, releases of any probe (late ones included):
+    a second probe is let in only once every unreleased probe of the same half-open
+    spell has outlived its lease, and every change of state or count is reported
+    exactly once, to one of the two hooks."""
+    clock = Clock()
+    reports: list[tuple[str, int]] = []
+    b = CircuitBreaker(
+        "dest",
+        threshold=1,
+        cooldown=10,
+        probe_lease=30,
+        clock=clock,
+        rng=lambda: 0.5,
+        on_change=lambda br, _old, new: reports.append((new, br.failures)),
+        on_failures=lambda br: reports.append((br.state, br.failures)),
+    )
+    live: dict[int, float] = {}  # probes of this half-open spell, not released
+    handed_out: list[int] = []
+    last = (b.state, b.failures)
+    for op, x in steps:
+        before, seen = b.state, len(reports)
+        if op == "tick":
+            clock.now += x
+        elif op == "enter":
+            wait, probe = b.admission()
+            if probe is not None:
+                assert before != CLOSED and b.state == HALF_OPEN and wait is None
+                if before == HALF_OPEN:
+                    assert all(clock.now - t >= 30 for t in live.values())
+                else:
+                    live.clear()  # a new spell
+                live[probe] = clock.now
+                handed_out.append(probe)
+            else:
+                assert (wait is None) == (before == CLOSED)
+        elif op == "release":
+            if handed_out:
+                probe = handed_out[int(x) % len(handed_out)]
+                b.released(probe)
+                live.pop(probe, None)
+        elif op == "ok":
+            b.succeeded()
+        else:
+            b.failed()
+        if b.state != HALF_OPEN:
+            live.clear()
+        now = (b.state, b.failures)
+        if now != last:
+            assert reports[seen:] == [now]
+        else:
+            assert len(reports) == seen
+        last = now
 
 
 def test_breaker_for_logs_and_emits_each_change(caplog) -> None:

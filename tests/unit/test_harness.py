@@ -8,8 +8,9 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
+
+import pytest
 
 from tests.helpers import wait_for
 
@@ -37,11 +38,14 @@ def server():
     proc = subprocess.Popen(["sleep", "600"], start_new_session=True)
     Path(os.environ["SERVER_PID_FILE"]).write_text(str(proc.pid))
     yield proc
+    Path(os.environ["SERVER_PID_FILE"] + ".stopping").touch()
+    time.sleep(1)  # a server takes a moment to shut down
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait()
 
 
 def test_long(server):
+    Path(os.environ["SERVER_PID_FILE"] + ".running").touch()
     time.sleep(600)
 """
 
@@ -54,7 +58,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def test_a_sigterm_d_run_tears_its_session_fixtures_down(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signals", [1, 2], ids=["once", "again-during-teardown"])
+def test_a_sigterm_d_run_tears_its_session_fixtures_down(tmp_path: Path, signals: int) -> None:
+    """``again-during-teardown``: a signal to the whole process group reaches pytest
+    both directly and through a wrapper that passes it on (the embedded PostgreSQL's,
+    when no DATABASE_URL is set): the second must not cut the teardown short."""
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     (tmp_path / "conftest.py").write_text(textwrap.dedent(INNER_CONFTEST))
     (tmp_path / "test_inner.py").write_text(textwrap.dedent(INNER_TEST))
@@ -69,10 +77,14 @@ def test_a_sigterm_d_run_tears_its_session_fixtures_down(tmp_path: Path) -> None
     )
     server = 0
     try:
-        wait_for(pid_file.exists, timeout=60, what="the inner run's server")
-        time.sleep(0.2)  # into test_long's sleep
+        running = Path(f"{pid_file}.running")
+        wait_for(running.exists, timeout=60, what="the inner run's test")
         server = int(pid_file.read_text())
         run.send_signal(signal.SIGTERM)
+        if signals == 2:
+            stopping = Path(f"{pid_file}.stopping")
+            wait_for(stopping.exists, timeout=60, what="the inner run's teardown")
+            run.send_signal(signal.SIGTERM)
         out, _ = run.communicate(timeout=60)
         assert not _alive(server), f"the server outlived the run:\n{out.decode()[-2000:]}"
         assert run.returncode != 0  # interrupted, not passed

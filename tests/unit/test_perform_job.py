@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from datetime import UTC, datetime
 
 import pytest
@@ -43,7 +44,9 @@ def test_the_job_is_executing_attempted_by_this_process_and_timed(worker) -> Non
     assert seen["state"] == "executing"
     assert (seen["attempt"], seen["max_attempts"], seen["queue"]) == (1, 4, "reports")
     assert seen["args"] == {"n": [1, 2]}  # through JSON, as from a row
-    assert seen["attempted_by"] and str(os.getpid()) in seen["attempted_by"]
+    # Shaped like a node's id, "name/suffix", with this process's default node name.
+    name, suffix = seen["attempted_by"].rsplit("/", 1)
+    assert (name, suffix) == (f"{socket.gethostname()}.{os.getpid()}", "perform_job")
     for at in seen["times"]:
         assert at is not None and at.tzinfo is not None and before <= at <= after
 
