@@ -241,6 +241,7 @@ class Bench:
             if name == "pgqueue":  # peers: a 150,000-job drain takes procrastinate hours
                 self.measure_w2(system, "w2_async_c10_p1_backlog", s["w2_backlog"],
                                 concurrency=10)  # fmt: skip
+            self.measure(name, "w2_startup_c100", workloads.w2_startup, system)
         if "W3" in only:
             self.measure(name, "w3", workloads.w3_latency, system, s["w3"], s["w3_interval"])
 
@@ -296,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(args, server, out / f"{stamp}-logs")
     started = time.time()
     bench.run()
+    report.add_steady(bench.results, bench.sizes["w2"])
     systems = [x for x in ["pgqueue", *ADAPTERS[1:]] if x in bench.results]
     import psycopg
 

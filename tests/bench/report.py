@@ -26,6 +26,8 @@ FIGURES: dict[str, str] = {
     "w2_async_c10_p1_exact": "W2 async, 1 proc x 10, clock at the last completion (/s)",
     "w2_async_c100_p1_exact": "W2 async, 1 proc x 100, clock at the last completion (/s)",
     "w2_async_c10_p2_exact": "W2 async, 2 procs x 10, clock at the last completion (/s)",
+    "w2_startup_c100": "W2 start-up: spawn to its first job done, 1 proc x 100 (ms)",
+    "w2_async_c100_p1_steady": "W2 async, 1 proc x 100, start-up taken out (/s)",
     "w3_p50": "W3 enqueue->start p50 (ms)",
     "w3_p95": "W3 enqueue->start p95 (ms)",
     "w3_p99": "W3 enqueue->start p99 (ms)",
@@ -57,13 +59,15 @@ AGAINST_CEILING = {
 # Figures against the same work with only pgqueue's own layer taken away (not targets):
 # the async single enqueue against a bare INSERT through the same async driver; W2 by
 # the clock stopped at the last completion instead of PEERS.md's 0.2 s poll, against the
-# ceiling; and W2 against pgqueue's claims run alone in the producers' shape (so the
+# ceiling; W2 1 x 100 without its start-up (the ceiling's clock starts after its
+# connections, W2's before the interpreter); and W2 against pgqueue's claims run alone in the producers' shape (so the
 # ratio is what running the jobs, their tasks, outcomes and the producer's waits, costs
 # on top).
 LIKE_FOR_LIKE = (
     ("w1_single", "ceiling", "insert_async"),
     ("w2_async_c10_p1_exact", "ceiling", "claim_ack_b10"),
     ("w2_async_c100_p1_exact", "ceiling", "claim_ack_b100"),
+    ("w2_async_c100_p1_steady", "ceiling", "claim_ack_b100"),
     ("w2_async_c10_p1", "pgqueue", "w5_engine_l1_b10"),
     ("w2_async_c100_p1", "pgqueue", "w5_engine_l2_b50"),
 )
@@ -140,6 +144,19 @@ def like_for_like(
             label = CEILING[against] if source == "ceiling" else FIGURES[against]
             rows.append([f"{FIGURES[key]} / {label}", _pct(ours / base)])
     return table(["like for like (not targets)", "pgqueue"], rows) if rows else ""
+
+
+def lower_is_better(key: str) -> bool:
+    return FIGURES.get(key, "").endswith("(ms)")
+
+
+def add_steady(results: dict[str, dict[str, list[float]]], n: int) -> None:
+    """W2 1 x 100 with its start-up taken out, for each system that has both: ``n`` jobs
+    over the medians' drain time less the median start-up (one figure, no range)."""
+    for figures in results.values():
+        rate, startup = med(figures.get("w2_async_c100_p1")), med(figures.get("w2_startup_c100"))
+        if rate and startup is not None and n / rate > startup / 1000:
+            figures["w2_async_c100_p1_steady"] = [n / (n / rate - startup / 1000)]
 
 
 def best_peer(
@@ -289,7 +306,7 @@ def peers_ratio_table(results: dict[str, dict[str, list[float]]], systems: list[
             if theirs is None or theirs == 0:
                 cells.append("-")
             else:  # > 1 means pgqueue is better (faster, or lower latency)
-                cells.append(f"{(theirs / ours if key.startswith('w3') else ours / theirs):.2f}x")
+                cells.append(f"{(theirs / ours if lower_is_better(key) else ours / theirs):.2f}x")
         if any(c != "-" for c in cells):
             rows.append([label, *cells])
     return table(["pgqueue vs peer (>1 = pgqueue better)", *peers], rows) if rows else ""

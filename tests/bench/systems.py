@@ -201,6 +201,30 @@ class System:
                     os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
 
+    def time_first_job(
+        self, concurrency: int, kind: str, bound: float = 60.0, poll: float = 0.002
+    ) -> float:
+        """Seconds from spawning one worker process to the end of the one job queued
+        (prefilled by the caller): what W2's clock counts before any drain, polled every
+        ``poll`` s from a connection opened before the spawn."""
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            statement = self.adapter.UNFINISHED_SQL
+            t0 = time.monotonic()
+            self.spawn_workers(1, concurrency, kind)
+            try:
+                while conn.execute(statement).fetchone()[0]:
+                    if time.monotonic() > t0 + bound:
+                        raise BenchError(f"{self.name}: no job done {bound:g} s after the spawn")
+                    if all(p.poll() is not None for p in self.workers):
+                        raise BenchError(
+                            f"{self.name}: worker exited ({self.workers[0].returncode}) "
+                            f"before its first job; see {self.log_dir}"
+                        )
+                    time.sleep(poll)
+                return time.monotonic() - t0
+            finally:
+                self.stop_workers()
+
     def wait_drained(self, n: int, t0: float, bound: float = BOUND) -> drain.Drain:
         """Poll from the bench's own connection until none of the ``n`` jobs is unfinished
         (``drain.wait``: PEERS.md's clock, and the one within ``drain.FINE`` of the last

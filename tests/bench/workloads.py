@@ -64,6 +64,15 @@ def w2_process(
     return n / (end - t0), n / (exact - t0)
 
 
+def w2_startup(system: System, *, concurrency: int = 100, kind: str = "async") -> float:
+    """W2's start-up: ms from spawning one worker process (W2's command) to the end of
+    its first job, the only one queued. W2's clock counts it before the drain proper
+    (interpreter, imports, connections); the ceiling's clock starts after it."""
+    system.reset()
+    system.call("prefill", n=1, kind=kind, timeout=600)
+    return 1000 * system.time_first_job(concurrency, kind)
+
+
 def w5_engine(system: System, n: int, lanes: int, batch: int) -> float:
     """W5 with pgqueue's engine: ``lanes`` claim loops of ``batch``, no job run; jobs/s."""
     system.reset()

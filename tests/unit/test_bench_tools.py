@@ -131,3 +131,29 @@ def test_bench_stops_on_a_module_that_does_not_compile(tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "ROOT", tmp_path)
     with pytest.raises(SystemExit, match="cli does not compile"):
         cli.compile_sources()
+
+
+def test_steady_w2_takes_the_median_start_up_out_of_the_median_drain():
+    results = {
+        "pgqueue": {"w2_async_c100_p1": [20_000, 24_000, 25_000], "w2_startup_c100": [190, 200]},
+        "peer": {"w2_async_c100_p1": [3_000]},  # no start-up measured: no figure
+        "odd": {"w2_async_c100_p1": [100_000], "w2_startup_c100": [500]},  # longer than it
+    }
+    report.add_steady(results, 30_000)
+    # 30,000 jobs at 24,000/s: 1.25 s, of which 0.195 s start-up.
+    assert results["pgqueue"]["w2_async_c100_p1_steady"] == [pytest.approx(30_000 / 1.055)]
+    assert "w2_async_c100_p1_steady" not in results["peer"]
+    assert "w2_async_c100_p1_steady" not in results["odd"]
+    like = report.like_for_like(results, {"claim_ack_b100": [56_872]})
+    assert "start-up taken out (/s) / W5 claim+ack, 2 conns, batch 100 (/s) | 50 %" in like
+
+
+def test_a_start_up_in_ms_is_better_lower_against_a_peer():
+    results = {
+        "pgqueue": {"w2_startup_c100": [200.0], "w2_async_c100_p1": [20_000]},
+        "peer": {"w2_startup_c100": [400.0], "w2_async_c100_p1": [10_000]},
+    }
+    text = report.peers_ratio_table(results, ["pgqueue", "peer"])
+    assert "| W2 start-up: spawn to its first job done, 1 proc x 100 (ms) | 2.00x" in text
+    assert "| W2 async, 1 proc x 100 (/s)" in text and "2.00x" in text
+    assert report.lower_is_better("w3_p99") and not report.lower_is_better("w2_async_c100_p1")
