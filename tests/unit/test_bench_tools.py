@@ -135,9 +135,13 @@ def test_bench_stops_on_a_module_that_does_not_compile(tmp_path, monkeypatch):
 
 def test_steady_w2_takes_the_median_start_up_out_of_the_median_drain():
     results = {
-        "pgqueue": {"w2_async_c100_p1": [20_000, 24_000, 25_000], "w2_startup_c100": [190, 200]},
-        "peer": {"w2_async_c100_p1": [3_000]},  # no start-up measured: no figure
-        "odd": {"w2_async_c100_p1": [100_000], "w2_startup_c100": [500]},  # longer than it
+        "pgqueue": {
+            "w2_async_c100_p1": [19_000, 23_000, 24_000],  # PEERS.md's clock: not this one
+            "w2_async_c100_p1_exact": [20_000, 24_000, 25_000],
+            "w2_startup_c100": [190, 200],
+        },
+        "peer": {"w2_async_c100_p1_exact": [3_000]},  # no start-up measured: no figure
+        "odd": {"w2_async_c100_p1_exact": [100_000], "w2_startup_c100": [500]},  # longer
     }
     report.add_steady(results, 30_000)
     # 30,000 jobs at 24,000/s: 1.25 s, of which 0.195 s start-up.
@@ -145,7 +149,7 @@ def test_steady_w2_takes_the_median_start_up_out_of_the_median_drain():
     assert "w2_async_c100_p1_steady" not in results["peer"]
     assert "w2_async_c100_p1_steady" not in results["odd"]
     like = report.like_for_like(results, {"claim_ack_b100": [56_872]})
-    assert "start-up taken out (/s) / W5 claim+ack, 2 conns, batch 100 (/s) | 50 %" in like
+    assert "taken out (/s) / W5 claim+ack, 2 conns, batch 100 (/s) | 50 %" in like
 
 
 def test_a_start_up_in_ms_is_better_lower_against_a_peer():
