@@ -222,8 +222,8 @@ def password_of(url: str) -> str | None:
 class BreakerSettings:
     """When a destination's circuit opens (``threshold`` transport failures in a row),
     how long it stays open before one probe job may try it (``cooldown`` seconds), and
-    for how long after its enqueue a job's failed probes are free (``patience``
-    seconds): past it a failed probe costs the job an attempt, so a destination that
+    for how long after the breaker first held a job back its failed probes are free
+    (``patience`` seconds): past it a failed probe costs the job an attempt, so a destination that
     never comes back, or a job whose own request always fails, still ends discarded."""
 
     threshold: int = 5

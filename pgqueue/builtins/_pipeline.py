@@ -59,25 +59,58 @@ def through(
     (``breaker_snoozes``, ``breaker``; a failed probe's error, as ``describe`` words it
     without secrets, in ``breaker_error``) so ``pgqueue inspect`` shows why it waits.
 
-    A failed probe is free only within ``patience`` seconds of the job's enqueue; past
-    them it is raised as the failure it was and costs an attempt as any other would.
+    A failed probe is free only within ``patience`` seconds of the first time the
+    breaker held this job back (``breaker_since``, set at its first snooze and cleared
+    once it gets through); past them it is raised as the failure it was and costs an
+    attempt as any other would. Counted from the hold, not from the enqueue: a job
+    scheduled days ahead, or kept in a paused queue, has all its patience when it
+    meets an outage.
     """
     try:
         with breaker.guard(classify):
             yield
     except Snooze as snooze:
         failed_probe = snooze.__cause__
-        if isinstance(failed_probe, Exception) and _waited(job) >= patience:
+        since = _held_since(job)
+        waited = 0.0 if since is None else (datetime.now(UTC) - since).total_seconds()
+        if isinstance(failed_probe, Exception) and waited >= patience:
             raise failed_probe from None
         count = job.meta.get("breaker_snoozes", 0)
         meta: dict[str, Any] = {
             "breaker_snoozes": (count if isinstance(count, int) else 0) + 1,
             "breaker": breaker.name,
         }
+        if since is None:
+            meta["breaker_since"] = datetime.now(UTC).isoformat()
         if isinstance(failed_probe, Exception):
             meta["breaker_error"] = describe(failed_probe)
         job.update_meta(meta)
         raise
+    except BaseException:
+        _got_through(job)
+        raise
+    else:
+        _got_through(job)
+
+
+def _held_since(job: Job) -> datetime | None:
+    """When the breaker first held ``job`` back in this outage, None if it has not (or
+    the value is not a time: the next snooze starts the count again)."""
+    since = job.meta.get("breaker_since")
+    if not isinstance(since, str):
+        return None
+    try:
+        held = datetime.fromisoformat(since)
+    except ValueError:
+        return None
+    return held if held.tzinfo is not None else held.replace(tzinfo=UTC)
+
+
+def _got_through(job: Job) -> None:
+    """The job was let through (whatever its request then did): a later outage gives it
+    its patience again."""
+    if job.meta.get("breaker_since") is not None:
+        job.update_meta({"breaker_since": None})
 
 
 def guarded(
@@ -97,13 +130,6 @@ def guarded(
         patience=settings.patience,
         describe=lambda exc: str(translate(exc)),
     )
-
-
-def _waited(job: Job) -> float:
-    """Seconds since ``job`` was enqueued (0 when its row's time is unknown)."""
-    if job.inserted_at is None:
-        return 0.0
-    return (datetime.now(UTC) - job.inserted_at).total_seconds()
 
 
 def check_steps(steps: Sequence[str | type[Worker]]) -> list[str]:

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +200,8 @@ def test_an_unreachable_store_opens_its_circuit(tmp_path: Path, b2_env, setenv) 
     with pytest.raises(pgqueue.Snooze) as snoozed:
         B2Upload().perform(job)
     assert snoozed.value.seconds >= 59
+    held = job.meta.pop("breaker_since")  # when the breaker first held it back: now
+    assert abs((datetime.now(UTC) - datetime.fromisoformat(held)).total_seconds()) < 60
     assert job.meta == {
         "breaker_snoozes": 1,
         "breaker": f"s3:http://127.0.0.1:{port}/{b2_env['PGQUEUE_B2_BUCKET']}",

@@ -156,17 +156,18 @@ def test_a_failure_once_the_outage_is_known_snoozes_instead_of_using_an_attempt(
 
 
 def test_a_failed_probe_is_free_only_within_the_jobs_patience() -> None:
-    """Within ``patience`` of its enqueue a job's failed probe snoozes it, its error kept
-    in meta; past it the failure is raised and costs an attempt: a destination that
-    never returns (or a job whose own request always fails) still ends discarded."""
+    """Within ``patience`` of the first time the breaker held the job back, its failed
+    probe snoozes it, its error kept in meta; past it the failure is raised and costs an
+    attempt: a destination that never returns (or a job whose own request always fails)
+    still ends discarded."""
     b, clock, _ = make(threshold=1, cooldown=10)
 
     def classify(exc: Exception) -> str:
         return TRANSPORT if isinstance(exc, ConnectionError) else "other"
 
-    def job(age: float) -> pgqueue.Job:
-        inserted = datetime.now(UTC) - timedelta(seconds=age)
-        return pgqueue.Job(id=1, worker="w", inserted_at=inserted, meta={"breaker_snoozes": 2})
+    def job(held: float) -> pgqueue.Job:
+        since = (datetime.now(UTC) - timedelta(seconds=held)).isoformat()
+        return pgqueue.Job(id=1, worker="w", meta={"breaker_snoozes": 2, "breaker_since": since})
 
     def probe(j: pgqueue.Job) -> None:
         clock.now += 10
@@ -186,11 +187,49 @@ def test_a_failed_probe_is_free_only_within_the_jobs_patience() -> None:
         "breaker_snoozes": 3,
         "breaker": "dest",
         "breaker_error": "said: refused",
-    }
+    }  # still held since the same time
     old = job(3700)
     with pytest.raises(ConnectionError, match="refused"):
         probe(old)
     assert old.meta_updates is None and b.state == OPEN
+
+
+def test_patience_counts_from_the_first_hold_not_from_the_enqueue() -> None:
+    """A job enqueued (or scheduled, or paused) long before the outage has all its
+    patience when the outage meets it; once it gets through, a later outage gives it its
+    patience again. With no patience at all, every failed probe costs an attempt."""
+    b, clock, _ = make(threshold=1, cooldown=10)
+
+    def classify(exc: Exception) -> str:
+        return TRANSPORT if isinstance(exc, ConnectionError) else "other"
+
+    week_old = datetime.now(UTC) - timedelta(days=7)
+    j = pgqueue.Job(id=1, worker="w", inserted_at=week_old, scheduled_at=week_old)
+    b.failed()  # the outage
+    with pytest.raises(pgqueue.Snooze), through(j, b, classify, patience=3600, describe=str):
+        raise AssertionError("an open circuit runs nothing")
+    held = datetime.fromisoformat(j.meta_updates["breaker_since"])
+    assert abs((datetime.now(UTC) - held).total_seconds()) < 60
+    clock.now += 10
+    with pytest.raises(pgqueue.Snooze), through(j, b, classify, patience=3600, describe=str):
+        raise ConnectionError("still down")  # a failed probe, free: held only just now
+    assert j.meta["breaker_since"] == held.isoformat() and j.meta["breaker_snoozes"] == 2
+    clock.now += 10
+    with through(j, b, classify, patience=3600, describe=str):
+        pass  # back
+    assert j.meta_updates["breaker_since"] is None
+    b.failed()  # the next outage: a new hold, full patience
+    with pytest.raises(pgqueue.Snooze), through(j, b, classify, patience=3600, describe=str):
+        pass
+    assert j.meta_updates["breaker_since"] not in (None, held.isoformat())
+
+    impatient = pgqueue.Job(id=2, worker="w")
+    clock.now += 10
+    with (
+        pytest.raises(ConnectionError),
+        through(impatient, b, classify, patience=0, describe=str),
+    ):
+        raise ConnectionError("down")
 
 
 @settings(max_examples=300, deadline=None)
