@@ -170,7 +170,8 @@ class Vacuumer(LeaderDuty):
     reading 3,000 index pages for ten rows. Autovacuum, when on, wakes once a minute at
     best; this looks every ``interval`` and vacuums (and analyzes) once the dead rows
     reach ``min_dead`` and a tenth of the live ones, so a big table is not rescanned for
-    a little churn. A role that does not own the table is told once and left alone.
+    a little churn. A role that does not own the table is told once, and looked at
+    again every interval, so that ownership granted later takes effect without a restart.
     """
 
     name = "vacuum"
@@ -182,22 +183,24 @@ class Vacuumer(LeaderDuty):
         super().__init__(leader, coordination, interval=interval)
         self.min_dead = min_dead
         self.vacuums = 0
-        self._refused = False
+        self._refused = False  # warned that this role may not vacuum; not warned again
 
     async def duty(self) -> None:
-        if self._refused:
-            return
         dead, live, allowed = await self.coordination.dead_rows()
         if dead < max(self.min_dead, self.fraction * live):
             return
         if not allowed:
-            self._refused = True
-            log.warning(
-                "pgqueue_jobs has %d dead rows but this role does not own it, so it cannot "
-                "vacuum it; claims slow down until autovacuum runs",
-                dead,
-            )
+            if not self._refused:
+                self._refused = True
+                log.warning(
+                    "pgqueue_jobs has %d dead rows but this role does not own it, so it "
+                    "cannot vacuum it; claims slow down until autovacuum runs",
+                    dead,
+                )
             return
+        if self._refused:
+            self._refused = False
+            log.info("this role may vacuum pgqueue_jobs again")
         started = time.monotonic()
         await self.coordination.vacuum_jobs()
         self.vacuums += 1
