@@ -56,15 +56,15 @@ class Client:
         self._max_size = max_size
         self._connect_timeout = connect_timeout
         self._lock = threading.Lock()
-        self._pool: ConnectionPool | None = None
-        self._apools: dict[asyncio.AbstractEventLoop, AsyncConnectionPool] = {}
+        self._pool: ConnectionPool[PoolConnection] | None = None
+        self._apools: dict[asyncio.AbstractEventLoop, AsyncConnectionPool[AsyncPoolConnection]] = {}
 
     def __repr__(self) -> str:
         return f"<pgqueue.Client {describe(self.dsn)} schema={self.schema}>"
 
     # ---- pools --------------------------------------------------------------------
 
-    def pool(self) -> ConnectionPool:
+    def pool(self) -> ConnectionPool[PoolConnection]:
         """The sync pool, opened (and checked) on first use."""
         with self._lock:
             if self._pool is None:
@@ -90,7 +90,7 @@ class Client:
                 self._pool = pool
             return self._pool
 
-    async def apool(self) -> AsyncConnectionPool:
+    async def apool(self) -> AsyncConnectionPool[AsyncPoolConnection]:
         """The async pool of the running event loop, opened on first use."""
         loop = asyncio.get_running_loop()
         pool = self._apools.get(loop)
