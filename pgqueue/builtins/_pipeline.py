@@ -28,7 +28,7 @@ from .._job import Job, JobSpec
 from .._outcomes import Snooze
 from .._unique import Unique
 from .._worker import Worker
-from ._breaker import CircuitBreaker, breaker_for
+from ._breaker import ANSWERED, CircuitBreaker, breaker_for
 from ._config import BreakerSettings, RetrySettings
 
 # Keyed on the whole ``pipeline`` value (root job id, step number, remaining steps).
@@ -61,7 +61,7 @@ def through(
 
     A failed probe is free only within ``patience`` seconds of the first time the
     breaker held this job back (``breaker_since``, set at its first snooze and cleared
-    once it gets through); past them it is raised as the failure it was and costs an
+    once the destination answers it); past them it is raised as the failure it was and costs an
     attempt as any other would. Counted from the hold, not from the enqueue: a job
     scheduled days ahead, or kept in a paused queue, has all its patience when it
     meets an outage.
@@ -86,16 +86,23 @@ def through(
             meta["breaker_error"] = describe(failed_probe)
         job.update_meta(meta)
         raise
-    except BaseException:
-        _got_through(job)
+    except Exception as exc:
+        # Only an answer ends the hold: a transport failure on a closed circuit (a
+        # restarted process's breaker, a request of its own that always times out) keeps
+        # the patience counting, or a destination that never returns would hold the job
+        # for up to max_attempts patiences.
+        if classify(exc) == ANSWERED:
+            _got_through(job)
         raise
     else:
         _got_through(job)
 
 
 def _held_since(job: Job) -> datetime | None:
-    """When the breaker first held ``job`` back in this outage, None if it has not (or
-    the value is not a time: the next snooze starts the count again)."""
+    """When the breaker first held ``job`` back in this outage, None if it has not. A
+    value that is not a time, or lies ahead by more than CLOCK_SKEW (written by a host
+    whose clock runs fast: every other host would find its failed probes free until that
+    date), counts as none: the next snooze starts the count again."""
     since = job.meta.get("breaker_since")
     if not isinstance(since, str):
         return None
@@ -103,12 +110,19 @@ def _held_since(job: Job) -> datetime | None:
         held = datetime.fromisoformat(since)
     except ValueError:
         return None
-    return held if held.tzinfo is not None else held.replace(tzinfo=UTC)
+    held = held if held.tzinfo is not None else held.replace(tzinfo=UTC)
+    if (held - datetime.now(UTC)).total_seconds() > CLOCK_SKEW:
+        return None
+    return held
+
+
+# Seconds a host's clock may run ahead of another's before its breaker_since is ignored.
+CLOCK_SKEW = 300.0
 
 
 def _got_through(job: Job) -> None:
-    """The job was let through (whatever its request then did): a later outage gives it
-    its patience again."""
+    """The destination answered the job (or it finished): a later outage gives it its
+    patience again."""
     if job.meta.get("breaker_since") is not None:
         job.update_meta({"breaker_since": None})
 

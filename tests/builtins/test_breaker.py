@@ -232,6 +232,43 @@ def test_patience_counts_from_the_first_hold_not_from_the_enqueue() -> None:
         raise ConnectionError("down")
 
 
+def test_only_an_answer_ends_the_hold_and_a_clock_far_ahead_is_ignored() -> None:
+    """A transport failure on a closed circuit (a restarted process's breaker) costs an
+    attempt but is no answer: the patience keeps counting, or a destination that never
+    returns would hold a job for max_attempts patiences. A breaker_since written by a
+    host whose clock runs a year ahead would make the job's failed probes free for a
+    year: it is ignored and the count starts again."""
+
+    def classify(exc: Exception) -> str:
+        return {ConnectionError: TRANSPORT, PermissionError: ANSWERED}.get(type(exc), "other")
+
+    def held(since: datetime) -> pgqueue.Job:
+        return pgqueue.Job(id=1, worker="w", meta={"breaker_since": since.isoformat()})
+
+    now = datetime.now(UTC)
+    closed, _, _ = make(threshold=5)
+    long_held = held(now - timedelta(days=2.9))
+    for error in (ConnectionError, ValueError):  # unreachable; a local error
+        with pytest.raises(error), through(long_held, closed, classify, patience=1, describe=str):
+            raise error("no answer")
+        assert long_held.meta_updates is None
+    with (
+        pytest.raises(PermissionError),
+        through(long_held, closed, classify, patience=1, describe=str),
+    ):
+        raise PermissionError("refused: an answer")
+    assert long_held.meta_updates == {"breaker_since": None}
+
+    b, clock, _ = make(threshold=1, cooldown=10)
+    b.failed()
+    clock.now += 10
+    ahead = held(now + timedelta(days=365))
+    with pytest.raises(pgqueue.Snooze), through(ahead, b, classify, patience=3600, describe=str):
+        raise ConnectionError("still down")  # a failed probe: free, the count starts now
+    restarted = datetime.fromisoformat(ahead.meta_updates["breaker_since"])
+    assert abs((datetime.now(UTC) - restarted).total_seconds()) < 60
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(

@@ -257,6 +257,10 @@ def test_vacuum_by_a_role_that_does_not_own_the_table_warns_once_and_resumes_whe
     _dead_rows(dsn, schema, client, 200)
 
     table = sql.SQL("{}.pgqueue_jobs").format(sql.Identifier(schema))
+    owner = db.execute(
+        "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = %s::regclass",
+        [f'"{schema}".pgqueue_jobs'],
+    ).fetchone()[0]
     vacuums_refused: list[int] = []
 
     async def main() -> Vacuumer:
@@ -280,7 +284,7 @@ def test_vacuum_by_a_role_that_does_not_own_the_table_warns_once_and_resumes_whe
         with caplog.at_level("INFO", logger="pgqueue.leader"):
             vacuumer = run(main())
     finally:
-        db.execute(sql.SQL("ALTER TABLE {} OWNER TO CURRENT_USER").format(table))
+        db.execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(table, sql.Identifier(owner)))
         db.execute(
             sql.SQL("REVOKE ALL ON SCHEMA {} FROM pgqueue_not_owner").format(sql.Identifier(schema))
         )
