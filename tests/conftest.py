@@ -33,8 +33,8 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests of 3.12's asyncio left out below 3.12 (deselected, not skipped: CI runs them
-    in its 3.12 and 3.13 legs); pytest-timeout's limit, like every wait, stretched by the machine's
-    slowdown."""
+    in its 3.12 and 3.13 legs); pytest-timeout's limit, like every wait, stretched by
+    the machine's slowdown."""
     if sys.version_info < (3, 12):
         older = [item for item in items if item.get_closest_marker("py312")]
         if older:

@@ -219,10 +219,10 @@ def _report(breaker: CircuitBreaker, old: str, new: str) -> None:
         )
     else:
         log.info("circuit breaker %s: %s -> %s", breaker.name, old, new)
-    _count(breaker)
+    _emit(breaker)
 
 
-def _count(breaker: CircuitBreaker) -> None:
+def _emit(breaker: CircuitBreaker) -> None:
     _events.emit(
         "breaker_change", name=breaker.name, state=breaker.state, failures=breaker.failures
     )
@@ -242,7 +242,7 @@ def breaker_for(name: str, settings: BreakerSettings | None = None) -> CircuitBr
                 threshold=settings.threshold,
                 cooldown=settings.cooldown,
                 on_change=_report,
-                on_failures=_count,
+                on_failures=_emit,
             )
         elif settings is not None and (breaker.threshold, breaker.cooldown) != (
             settings.threshold,

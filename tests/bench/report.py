@@ -60,9 +60,9 @@ AGAINST_CEILING = {
 # the async single enqueue against a bare INSERT through the same async driver; W2 by
 # the clock stopped at the last completion instead of PEERS.md's 0.2 s poll, against the
 # ceiling; W2 1 x 100 without its start-up (the ceiling's clock starts after its
-# connections, W2's before the interpreter); and W2 against pgqueue's claims run alone in the producers' shape (so the
-# ratio is what running the jobs, their tasks, outcomes and the producer's waits, costs
-# on top).
+# connections, W2's before the interpreter); and W2 against pgqueue's claims run alone
+# in the producers' shape (so the ratio is what running the jobs, their tasks, outcomes
+# and the producer's waits, costs on top).
 LIKE_FOR_LIKE = (
     ("w1_single", "ceiling", "insert_async"),
     ("w2_async_c10_p1_exact", "ceiling", "claim_ack_b10"),

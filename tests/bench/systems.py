@@ -215,15 +215,19 @@ class System:
                 while conn.execute(statement).fetchone()[0]:
                     if time.monotonic() > t0 + bound:
                         raise BenchError(f"{self.name}: no job done {bound:g} s after the spawn")
-                    if all(p.poll() is not None for p in self.workers):
-                        raise BenchError(
-                            f"{self.name}: worker exited ({self.workers[0].returncode}) "
-                            f"before its first job; see {self.log_dir}"
-                        )
+                    self._check_workers("before its first job")
                     time.sleep(poll)
                 return time.monotonic() - t0
             finally:
                 self.stop_workers()
+
+    def _check_workers(self, when: str) -> None:
+        """Raise once every worker process has exited: nothing will finish any more."""
+        if self.workers and all(p.poll() is not None for p in self.workers):
+            raise BenchError(
+                f"{self.name}: worker exited ({self.workers[0].returncode}) {when}; "
+                f"see {self.log_dir}"
+            )
 
     def wait_drained(self, n: int, t0: float, bound: float = BOUND) -> drain.Drain:
         """Poll from the bench's own connection until none of the ``n`` jobs is unfinished
@@ -238,11 +242,7 @@ class System:
                     n - left,
                     now - t0,
                 )
-            if self.workers and all(p.poll() is not None for p in self.workers):
-                raise BenchError(
-                    f"{self.name}: worker exited ({self.workers[0].returncode}) "
-                    f"with {left} job(s) unfinished; see {self.log_dir}"
-                )
+            self._check_workers(f"with {left} job(s) unfinished")
 
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             statement = self.adapter.UNFINISHED_SQL
