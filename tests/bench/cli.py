@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import ceiling, report, steal, workloads
+from . import ceiling, client_cost, report, steal, workloads
 from .memory import memory_run
 from .peers import ADAPTERS
 from .systems import ROOT, BoundHit, System, base_database, database_dsn
@@ -24,12 +24,12 @@ from .systems import ROOT, BoundHit, System, base_database, database_dsn
 FULL = {
     "w1_single": 5_000, "w1_bulk": 100_000, "w2": 30_000, "w2_backlog": 150_000, "w3": 300, "w3_interval": 0.02,
     "w4_background": 1_000_000, "w5_insert": 5_000, "w5_copy": 200_000, "w5_drain": 200_000,
-    "w5_engine": 60_000, "memory": 1_000_000,
+    "w5_engine": 60_000, "memory": 1_000_000, "w1_single_alternating": 300, "w1_single_alternating_rounds": 10,
 }  # fmt: skip
 QUICK = {
     "w1_single": 500, "w1_bulk": 10_000, "w2": 3_000, "w2_backlog": 15_000, "w3": 50, "w3_interval": 0.02,
     "w4_background": 100_000, "w5_insert": 1_000, "w5_copy": 50_000, "w5_drain": 20_000,
-    "w5_engine": 10_000, "memory": 50_000,
+    "w5_engine": 10_000, "memory": 50_000, "w1_single_alternating": 100, "w1_single_alternating_rounds": 4,
 }  # fmt: skip
 SOURCES = ("pgqueue", "cli", "tests/bench")  # compile_sources' folders, under ROOT
 ENGINE_LOOPS = ((1, 10), (2, 50))  # (lanes, batch) of W5's engine loops
@@ -161,6 +161,26 @@ class Bench:
         if self.measure(system.name, key, run) is not None and exact is not None:
             self.results[system.name].setdefault(f"{key}_exact", []).append(exact)
 
+    def measure_alternating(self, dsn: str) -> None:
+        """W1 single (sync API) and an INSERT in alternating rounds
+        (``client_cost.alternating``, in pgqueue's database ``dsn``): pgqueue's rate and
+        its fraction of the INSERT's, and the INSERT's rate beside the ceiling's."""
+        extra: list[float] = []  # the INSERT's rate and the fraction, once measured
+
+        def run() -> float:
+            s = self.sizes
+            enqueue, insert, fraction = client_cost.alternating(
+                dsn, s["w1_single_alternating"], s["w1_single_alternating_rounds"]
+            )
+            extra[:] = [insert, fraction]
+            return enqueue
+
+        if self.measure("pgqueue", "w1_single_sync_alternating", run) is not None and extra:
+            insert, fraction = extra
+            self.ceiling.setdefault("insert_alternating", []).append(insert)
+            figures = self.results["pgqueue"]
+            figures.setdefault("w1_single_sync_alternating_fraction", []).append(fraction)
+
     def systems(self) -> list[System]:
         names = [] if self.args.no_pgqueue else ["pgqueue"]
         if self.args.peers:
@@ -224,6 +244,8 @@ class Bench:
                 self.measure(
                     name, "w1_single_sync", workloads.w1_single, system, s["w1_single"], "sync"
                 )
+            if name == "pgqueue":
+                self.measure_alternating(system.dsn)
             self.measure(name, "w1_bulk", workloads.w1_bulk, system, s["w1_bulk"])
             if hasattr(system.adapter, "insert_bulk_specs"):
                 self.measure(

@@ -36,7 +36,7 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -68,6 +68,7 @@ def _prepare(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCHEMA)))
         migrate(conn, SCHEMA)
+        conn.execute("CHECKPOINT")  # as before every measurement of the bench (see cli.py)
 
 
 def layers(client: pgqueue.Client, bare: psycopg.Connection[Any]) -> list[Callable[[int], None]]:
@@ -119,19 +120,28 @@ def layers(client: pgqueue.Client, bare: psycopg.Connection[Any]) -> list[Callab
 Samples = list[tuple[list[float], list[float]]]
 
 
-def measure(dsn: str, n: int, rounds: int, seed: int = 0) -> Samples:
-    """Per layer of LAYERS, the CPU and the wall time per call (us) of each round."""
+def measure(
+    dsn: str,
+    n: int,
+    rounds: int,
+    seed: int = 0,
+    only: Sequence[int] | None = None,
+    reverse: bool = False,
+) -> Samples:
+    """Per layer of LAYERS, the CPU and the wall time per call (us) of each round
+    (``only``: those layers' indexes; the others' samples stay empty). The order is
+    shuffled every round, or with ``reverse`` turned round (A B, B A, A B, ...)."""
     _prepare(dsn)
     samples: Samples = [([], []) for _ in LAYERS]
-    order = list(range(len(LAYERS)))
-    shuffle = random.Random(seed).shuffle
+    order = list(range(len(LAYERS)) if only is None else only)
+    shuffle = list.reverse if reverse else random.Random(seed).shuffle
     with (
         pgqueue.Client(dsn, schema=SCHEMA, min_size=1, max_size=1) as client,
         psycopg.connect(dsn, autocommit=True) as bare,
     ):
         runs = layers(client, bare)
-        for run in runs:
-            run(20)  # connections open, statements prepared, code paths warm
+        for i in order:
+            runs[i](20)  # connections open, statements prepared, code paths warm
         for _ in range(rounds):
             shuffle(order)
             for i in order:
@@ -140,6 +150,23 @@ def measure(dsn: str, n: int, rounds: int, seed: int = 0) -> Samples:
                 samples[i][0].append((time.process_time() - c0) / n * 1e6)
                 samples[i][1].append((time.perf_counter() - w0) / n * 1e6)
     return samples
+
+
+def alternating(dsn: str, n: int, rounds: int) -> tuple[float, float, float]:
+    """``Worker.enqueue(args)`` (the sync API, as ``layers`` calls it: one spec's args,
+    a one-connection pool) and the ceiling's bare INSERT in ``rounds`` rounds of ``n``
+    calls each, the two taking turns to go first: each one's calls/s (medians of its
+    rounds) and the median over the rounds of the enqueue's rate as a fraction of the
+    INSERT's in the same round.
+
+    A machine whose speed drifts during a bench run (they do, by a third, within
+    minutes) moves W1 single and the INSERT apart when each is measured minutes from
+    the other; here a slow stretch falls on both alike.
+    """
+    samples = measure(dsn, n, rounds, only=(0, len(LAYERS) - 1), reverse=True)
+    insert, enqueue = samples[0][1], samples[-1][1]
+    fraction = statistics.median(i / e for i, e in zip(insert, enqueue, strict=True))
+    return 1e6 / statistics.median(enqueue), 1e6 / statistics.median(insert), fraction
 
 
 def table(samples: Samples) -> str:

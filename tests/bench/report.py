@@ -12,6 +12,8 @@ from typing import Any
 FIGURES: dict[str, str] = {
     "w1_single": "W1 single enqueue, async API (/s)",
     "w1_single_sync": "W1 single enqueue, sync API (/s)",
+    "w1_single_sync_alternating": "W1 single enqueue, sync API, rounds alternating with an INSERT (/s)",
+    "w1_single_sync_alternating_fraction": "W1 single, sync API, as a fraction of the INSERT it alternates with (ratio)",
     "w1_bulk": "W1 bulk enqueue (/s)",
     "w1_bulk_specs": "W1 bulk, pgqueue's specs API: Client.enqueue_many([W.new(d)...]) (/s)",
     "w2_async_c10_p1": "W2 async, 1 proc x 10 (/s)",
@@ -38,6 +40,7 @@ FIGURES: dict[str, str] = {
 CEILING: dict[str, str] = {
     "insert": "W5 single-row INSERT (/s)",
     "insert_async": "W5 single-row INSERT, psycopg's async driver (/s)",
+    "insert_alternating": "W1's alternating single-row INSERT (/s)",
     "copy": "W5 COPY (/s)",
     "claim_ack_b10": "W5 claim+ack, 2 conns, batch 10 (/s)",
     "claim_ack_b50": "W5 claim+ack, 2 conns, batch 50 (/s)",
@@ -233,6 +236,13 @@ def targets(
         None if c("insert") is None else 0.9 * c("insert"),
         ge,
         "/s",
+    )
+    add(
+        "W1 single >= 90 % of an INSERT in alternating rounds (sync API)",
+        m("w1_single_sync_alternating_fraction"),
+        0.9,
+        ge,
+        "ratio",
     )
     add("W1 bulk >= 50 % of W5 COPY", m("w1_bulk"), _half(c("copy")), ge, "/s")
     p99 = best_peer(results, "w3_p99", lower=True)

@@ -20,3 +20,15 @@ def test_each_layer_makes_one_insert_per_call_and_every_round_is_timed(dsn):
     assert jobs == (5 * (20 + 2 * 3), 5 * (20 + 2 * 3))
     assert bare == (20 + 2 * 3,)
     assert "Worker.enqueue's wall time is" in client_cost.table(samples)
+
+
+def test_alternating_times_only_the_insert_and_worker_enqueue(dsn):
+    enqueue, insert, fraction = client_cost.alternating(dsn, n=3, rounds=2)
+    assert enqueue > 0 and insert > 0 and fraction > 0
+    with psycopg.connect(dsn) as conn:
+        jobs = conn.execute(f"SELECT count(*) FROM {client_cost.SCHEMA}.pgqueue_jobs").fetchone()
+        bare = conn.execute("SELECT count(*) FROM bench_ceiling.jobs").fetchone()
+    # Worker.enqueue alone of pgqueue's layers, and the ceiling's INSERT: 20 warm-up
+    # calls each, then 2 rounds of 3.
+    assert jobs == (20 + 2 * 3,)
+    assert bare == (20 + 2 * 3,)

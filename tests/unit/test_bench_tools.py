@@ -1,6 +1,7 @@
 """The bench's own tools: the record of CPU stolen by the hypervisor (steal.py) and the
 statements server_cost.py counts."""
 
+import argparse
 import importlib.util
 from pathlib import Path
 
@@ -161,3 +162,65 @@ def test_a_start_up_in_ms_is_better_lower_against_a_peer():
     assert "| W2 start-up: spawn to its first job done, 1 proc x 100 (ms) | 2.00x" in text
     assert "| W2 async, 1 proc x 100 (/s)" in text and "2.00x" in text
     assert report.lower_is_better("w3_p99") and not report.lower_is_better("w2_async_c100_p1")
+
+
+def test_w1_single_alternating_is_a_target_line_of_its_own_fraction():
+    results = {
+        "pgqueue": {
+            "w1_single_sync_alternating": [1_900.0, 2_000.0, 2_100.0],
+            "w1_single_sync_alternating_fraction": [0.78, 0.81, 0.93],
+        }
+    }
+    ceiling = {"insert": [2_000.0], "insert_alternating": [2_300.0, 2_400.0, 2_600.0]}
+    line = next(t for t in report.targets(results, ceiling, None) if "alternating" in t["target"])
+    # The median of each run's own fraction, not one median rate over another's.
+    assert (line["value"], line["goal"], line["met"], line["unit"]) == (0.81, 0.9, False, "ratio")
+    row = next(r for r in report.ceiling_table(ceiling).splitlines() if "alternating" in r)
+    assert [c.strip() for c in row.split("|")[1:3]] == [
+        "W1's alternating single-row INSERT (/s)",
+        "2,400 [2,300-2,600]",
+    ]
+
+
+def test_alternating_rounds_take_turns_and_read_each_layer_as_itself(monkeypatch):
+    seen = {}
+    walls = {0: [400.0, 500.0, 420.0, 380.0], 5: [500.0, 600.0, 500.0, 500.0]}
+
+    def measure(dsn, n, rounds, seed=0, only=None, reverse=False):
+        seen.update(n=n, rounds=rounds, only=only, reverse=reverse)
+        return [([1.0] * rounds, walls[i]) if i in walls else ([], []) for i in range(6)]
+
+    monkeypatch.setattr(client_cost, "measure", measure)
+    enqueue, insert, fraction = client_cost.alternating("dsn", 300, 4)
+    assert seen == {"n": 300, "rounds": 4, "only": (0, 5), "reverse": True}
+    assert enqueue == pytest.approx(1e6 / 500.0)  # Worker.enqueue: the last layer
+    assert insert == pytest.approx(1e6 / 410.0)  # the ceiling's INSERT: the first
+    # Per round 0.80, 0.833, 0.84, 0.76: the median of the rounds' own ratios.
+    assert fraction == pytest.approx((0.8 + 500 / 600) / 2)
+
+
+def test_the_bench_records_the_three_figures_of_the_alternating_rounds(monkeypatch, tmp_path):
+    calls = []
+
+    def alternating(dsn, n, rounds):
+        calls.append((dsn, n, rounds))
+        return 1_800.0, 2_200.0, 0.82
+
+    monkeypatch.setattr(cli.client_cost, "alternating", alternating)
+    bench = cli.Bench(argparse.Namespace(quick=True), "postgresql://u@h/db", tmp_path)
+    bench.measure_alternating("postgresql://u@h/pgqueue_bench")
+    assert bench.results["pgqueue"]["w1_single_sync_alternating"] == [1_800.0]
+    assert bench.results["pgqueue"]["w1_single_sync_alternating_fraction"] == [0.82]
+    assert bench.ceiling["insert_alternating"] == [2_200.0]
+    assert calls == [("postgresql://u@h/pgqueue_bench", 100, 4)]
+
+
+def test_a_failed_alternating_measurement_records_nothing(monkeypatch, tmp_path):
+    def alternating(dsn, n, rounds):
+        raise RuntimeError("server gone")
+
+    monkeypatch.setattr(cli.client_cost, "alternating", alternating)
+    bench = cli.Bench(argparse.Namespace(quick=True), "postgresql://u@h/db", tmp_path)
+    bench.measure_alternating("postgresql://u@h/pgqueue_bench")
+    assert bench.results == {} and bench.ceiling == {}
+    assert bench.errors == ["pgqueue w1_single_sync_alternating: RuntimeError: server gone"]
