@@ -223,8 +223,9 @@ class BreakerSettings:
     """When a destination's circuit opens (``threshold`` transport failures in a row),
     how long it stays open before one probe job may try it (``cooldown`` seconds), and
     for how long after the breaker first held a job back its failed probes are free
-    (``patience`` seconds): past it a failed probe costs the job an attempt, so a destination that
-    never comes back, or a job whose own request always fails, still ends discarded."""
+    (``patience`` seconds): past it a failed probe costs the job an attempt, so a
+    destination that never comes back, or a job whose own request always fails, still
+    ends discarded."""
 
     threshold: int = 5
     cooldown: float = 30.0

@@ -61,9 +61,9 @@ def through(
 
     A failed probe is free only within ``patience`` seconds of the first time the
     breaker held this job back (``breaker_since``, set at its first snooze and cleared
-    once the destination answers it); past them it is raised as the failure it was and costs an
-    attempt as any other would. Counted from the hold, not from the enqueue: a job
-    scheduled days ahead, or kept in a paused queue, has all its patience when it
+    once the destination answers it); past them it is raised as the failure it was and
+    costs an attempt as any other would. Counted from the hold, not from the enqueue: a
+    job scheduled days ahead, or kept in a paused queue, has all its patience when it
     meets an outage.
     """
     try:

@@ -13,6 +13,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ QUICK = {
 }  # fmt: skip
 SOURCES = ("pgqueue", "cli", "tests/bench")  # compile_sources' folders, under ROOT
 ENGINE_LOOPS = ((1, 10), (2, 50))  # (lanes, batch) of W5's engine loops
+# Figures measured beside a bench figure: {(system or "ceiling", figure key): value}.
+Figures = dict[tuple[str, str], float]
 WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "MEMORY")
 PEER_VENVS = {".venv-peers": "python3.11", ".venv-oban": "python3.12"}
 PY312 = "/root/.pyenv/versions/3.12.1/bin/python3.12"
@@ -143,43 +146,54 @@ class Bench:
                 f"   {system:13} {'W3 p50/p95/p99':45} {value['p50']:.2f} / {value['p95']:.2f} / {value['p99']:.2f} ms{note}"
             )
         else:
-            target = self.ceiling if system == "ceiling" else self.results.setdefault(system, {})
-            target.setdefault(key, []).append(value)
+            self._record(system, key, value)
             say(f"   {system:13} {label:45} {value:,.0f}{note}")
         return value
+
+    def _record(self, system: str, key: str, value: float) -> None:
+        target = self.ceiling if system == "ceiling" else self.results.setdefault(system, {})
+        target.setdefault(key, []).append(value)
+
+    def measure_with(self, system: str, key: str, fn: Callable[[], tuple[float, Figures]]) -> None:
+        """``measure`` of ``fn``'s first value; the figures it measured alongside
+        (``{(system, key): value}``) are recorded once that measurement succeeded."""
+        beside: Figures = {}
+
+        def run() -> float:
+            value, more = fn()
+            beside.update(more)
+            return value
+
+        if self.measure(system, key, run) is not None:
+            for (where, name), value in beside.items():
+                self._record(where, name, value)
 
     def measure_w2(self, system: System, key: str, n: int, **kw: Any) -> None:
         """A W2 measurement by PEERS.md's clock, and beside it (``<key>_exact``) the rate
         by the clock stopped at the last completion (``drain.wait``)."""
-        exact: float | None = None
 
-        def run() -> float:
-            nonlocal exact
+        def run() -> tuple[float, Figures]:
             rate, exact = workloads.w2_process(system, n, **kw)
-            return rate
+            return rate, {(system.name, f"{key}_exact"): exact}
 
-        if self.measure(system.name, key, run) is not None and exact is not None:
-            self.results[system.name].setdefault(f"{key}_exact", []).append(exact)
+        self.measure_with(system.name, key, run)
 
     def measure_alternating(self, dsn: str) -> None:
         """W1 single (sync API) and an INSERT in alternating rounds
         (``client_cost.alternating``, in pgqueue's database ``dsn``): pgqueue's rate and
         its fraction of the INSERT's, and the INSERT's rate beside the ceiling's."""
-        extra: list[float] = []  # the INSERT's rate and the fraction, once measured
 
-        def run() -> float:
+        def run() -> tuple[float, Figures]:
             s = self.sizes
             enqueue, insert, fraction = client_cost.alternating(
                 dsn, s["w1_single_alternating"], s["w1_single_alternating_rounds"]
             )
-            extra[:] = [insert, fraction]
-            return enqueue
+            return enqueue, {
+                ("ceiling", "insert_alternating"): insert,
+                ("pgqueue", "w1_single_sync_alternating_fraction"): fraction,
+            }
 
-        if self.measure("pgqueue", "w1_single_sync_alternating", run) is not None and extra:
-            insert, fraction = extra
-            self.ceiling.setdefault("insert_alternating", []).append(insert)
-            figures = self.results["pgqueue"]
-            figures.setdefault("w1_single_sync_alternating_fraction", []).append(fraction)
+        self.measure_with("pgqueue", "w1_single_sync_alternating", run)
 
     def systems(self) -> list[System]:
         names = [] if self.args.no_pgqueue else ["pgqueue"]
