@@ -18,7 +18,8 @@ Only the Client's own enqueues, between its getconn and putconn, take either sho
 (they pass ``kept=True``). A connection a caller brings (``conn=``), even one checked out
 of ``client.pool()``, is the caller's: its threads may share it, it may be in a pipeline
 or a transaction whose statements psycopg tracks, so its enqueues open a cursor of their
-own, as before. The pool discards a connection that comes back closed or broken
+own, as before, reading tuples whatever row factory the caller gave the connection
+(``row_factory=dict_row``). The pool discards a connection that comes back closed or broken
 (psycopg_pool's putconn) and makes a new object, so the kept state never outlives the
 session it was made for.
 """
@@ -35,6 +36,7 @@ from psycopg import pq
 from psycopg.adapt import Transformer
 from psycopg.errors import error_from_result
 from psycopg.generators import execute
+from psycopg.rows import tuple_row
 
 _UNDEFINED_STATEMENT = b"26000"  # invalid_sql_statement_name: DEALLOCATE / DISCARD ALL ran
 
@@ -97,7 +99,7 @@ class PoolConnection(_Kept, psycopg.Connection[Any]):
     def kept_cursor(self) -> psycopg.Cursor[Any]:
         """The kept cursor, opened on first use and closed only with the connection."""
         if self._pgq_cursor is None:
-            self._pgq_cursor = self.cursor()
+            self._pgq_cursor = self.cursor(row_factory=tuple_row)
         return self._pgq_cursor  # type: ignore[no-any-return]
 
 
@@ -107,7 +109,7 @@ class AsyncPoolConnection(_Kept, psycopg.AsyncConnection[Any]):
     def kept_cursor(self) -> psycopg.AsyncCursor[Any]:
         """As ``PoolConnection.kept_cursor``."""
         if self._pgq_cursor is None:
-            self._pgq_cursor = self.cursor()
+            self._pgq_cursor = self.cursor(row_factory=tuple_row)
         return self._pgq_cursor  # type: ignore[no-any-return]
 
 
@@ -232,7 +234,7 @@ def fetch_one(
     cm = (
         contextlib.nullcontext(conn.kept_cursor())
         if kept and isinstance(conn, PoolConnection)
-        else conn.cursor()
+        else conn.cursor(row_factory=tuple_row)
     )
     with cm as cur:
         cur.execute(query, params)
@@ -261,7 +263,7 @@ async def fetch_one_async(
     cm = (
         contextlib.nullcontext(conn.kept_cursor())
         if kept and isinstance(conn, AsyncPoolConnection)
-        else conn.cursor()
+        else conn.cursor(row_factory=tuple_row)
     )
     async with cm as cur:
         await cur.execute(query, params)

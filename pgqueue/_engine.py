@@ -4,7 +4,10 @@ Queries come from ``pgqueue.sql``; this module binds parameters and turns rows i
 ``Job`` values. ``Engine`` serves the asyncio runtime from a pool of autocommit
 connections (one statement, one round trip). Enqueue runs on a caller's connection,
 sync or async, through ``insert_jobs`` / ``insert_jobs_async``: one parameter builder,
-one result reader, and a two-line execute for each kind of connection.
+one result reader, and a two-line execute for each kind of connection. Every cursor
+opened there reads tuples (``tuple_row``): a caller's connection may have been given
+another row factory, and an error reading the row of an INSERT that already ran would
+make the caller retry it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 import psycopg
 from psycopg.adapt import Loader
-from psycopg.rows import RowMaker
+from psycopg.rows import RowMaker, tuple_row
 from psycopg_pool import AsyncConnectionPool
 
 from ._connections import fetch_one, fetch_one_async
@@ -277,7 +280,7 @@ def copy_jobs(
     while building a chunk ends the COPY and inserts none of it. In one transaction (the
     caller's, or one of its own), so inserted_at is the reserved now()."""
     own = conn.transaction() if conn.autocommit else contextlib.nullcontext()
-    with own, conn.cursor() as cur:
+    with own, conn.cursor(row_factory=tuple_row) as cur:
         cur.execute(q.reserve_job_ids, _reserve_params(q, count))
         rows = CopyRows(count, cur.fetchone(), form, conn.info.encoding)
         with cur.copy(_copy_query(q, form)) as copy:
@@ -299,7 +302,7 @@ async def copy_jobs_async(
 ) -> list[Job]:
     """``copy_jobs`` for an ``AsyncConnection``."""
     own = conn.transaction() if conn.autocommit else contextlib.nullcontext()
-    async with own, conn.cursor() as cur:
+    async with own, conn.cursor(row_factory=tuple_row) as cur:
         await cur.execute(q.reserve_job_ids, _reserve_params(q, count))
         rows = CopyRows(count, await cur.fetchone(), form, conn.info.encoding)
         async with cur.copy(_copy_query(q, form)) as copy:
@@ -446,7 +449,7 @@ def insert_jobs(
     if all(s.unique is None for s in specs):
         if len(specs) >= COPY_FROM:
             return copy_jobs(conn, q, len(specs), _chunks(specs), copy_form(specs))
-        with conn.cursor() as cur:
+        with conn.cursor(row_factory=tuple_row) as cur:
             cur.execute(q.insert_jobs_plain, plain_params(q, specs))
             return plain_jobs(specs, cur.fetchone())
     result: list[Job | None] = [None] * len(specs)
@@ -454,7 +457,7 @@ def insert_jobs(
     for _ in range(_CONFLICT_ROUNDS):
         batch = [specs[i] for i in todo]
         params, keys = insert_params(q, batch)
-        with conn.cursor() as cur:
+        with conn.cursor(row_factory=tuple_row) as cur:
             cur.execute(q.insert_jobs, params)
             rows = cur.fetchall()
         todo = _merge(result, todo, _assign(batch, keys, rows))
@@ -477,7 +480,7 @@ async def insert_jobs_async(
     if all(s.unique is None for s in specs):
         if len(specs) >= COPY_FROM:
             return await copy_jobs_async(conn, q, len(specs), _chunks(specs), copy_form(specs))
-        async with conn.cursor() as cur:
+        async with conn.cursor(row_factory=tuple_row) as cur:
             await cur.execute(q.insert_jobs_plain, plain_params(q, specs))
             return plain_jobs(specs, await cur.fetchone())
     result: list[Job | None] = [None] * len(specs)
@@ -485,7 +488,7 @@ async def insert_jobs_async(
     for _ in range(_CONFLICT_ROUNDS):
         batch = [specs[i] for i in todo]
         params, keys = insert_params(q, batch)
-        async with conn.cursor() as cur:
+        async with conn.cursor(row_factory=tuple_row) as cur:
             await cur.execute(q.insert_jobs, params)
             rows = await cur.fetchall()
         todo = _merge(result, todo, _assign(batch, keys, rows))
