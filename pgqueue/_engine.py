@@ -280,16 +280,20 @@ def copy_jobs(
     while building a chunk ends the COPY and inserts none of it. In one transaction (the
     caller's, or one of its own), so inserted_at is the reserved now()."""
     own = conn.transaction() if conn.autocommit else contextlib.nullcontext()
-    with own, conn.cursor(row_factory=tuple_row) as cur:
-        cur.execute(q.reserve_job_ids, _reserve_params(q, count))
-        rows = CopyRows(count, cur.fetchone(), form, conn.info.encoding)
-        with cur.copy(_copy_query(q, form)) as copy:
-            for chunk in chunks:
-                copy.write(rows.chunk(chunk))
-            # Built while the server still works through the rows sent.
-            jobs = rows.jobs()
-        if (wake := _wake_params(q, jobs)) is not None:
-            cur.execute(q.notify_queues, wake)
+    try:
+        with own, conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute(q.reserve_job_ids, _reserve_params(q, count))
+            rows = CopyRows(count, cur.fetchone(), form, conn.info.encoding)
+            with cur.copy(_copy_query(q, form)) as copy:
+                for chunk in chunks:
+                    copy.write(rows.chunk(chunk))
+                # Built while the server still works through the rows sent.
+                jobs = rows.jobs()
+            if (wake := _wake_params(q, jobs)) is not None:
+                cur.execute(q.notify_queues, wake)
+    except psycopg.errors.UniqueViolation as exc:
+        _explain_id_clash(exc, q)
+        raise
     return jobs
 
 
@@ -302,15 +306,19 @@ async def copy_jobs_async(
 ) -> list[Job]:
     """``copy_jobs`` for an ``AsyncConnection``."""
     own = conn.transaction() if conn.autocommit else contextlib.nullcontext()
-    async with own, conn.cursor(row_factory=tuple_row) as cur:
-        await cur.execute(q.reserve_job_ids, _reserve_params(q, count))
-        rows = CopyRows(count, await cur.fetchone(), form, conn.info.encoding)
-        async with cur.copy(_copy_query(q, form)) as copy:
-            for chunk in chunks:
-                await copy.write(rows.chunk(chunk))
-            jobs = rows.jobs()
-        if (wake := _wake_params(q, jobs)) is not None:
-            await cur.execute(q.notify_queues, wake)
+    try:
+        async with own, conn.cursor(row_factory=tuple_row) as cur:
+            await cur.execute(q.reserve_job_ids, _reserve_params(q, count))
+            rows = CopyRows(count, await cur.fetchone(), form, conn.info.encoding)
+            async with cur.copy(_copy_query(q, form)) as copy:
+                for chunk in chunks:
+                    await copy.write(rows.chunk(chunk))
+                jobs = rows.jobs()
+            if (wake := _wake_params(q, jobs)) is not None:
+                await cur.execute(q.notify_queues, wake)
+    except psycopg.errors.UniqueViolation as exc:
+        _explain_id_clash(exc, q)
+        raise
     return jobs
 
 
@@ -387,13 +395,15 @@ def _assign(
                 continue
             out.append(job)
             continue
-        row = next(it)
-        if row[_KEY] != key:
+        row = next(it, None)
+        if row is None or row[_KEY] != key:
             raise RuntimeError("insert_jobs returned rows out of input order")
         job = _inserted_job(spec, row)
         if key is not None:
             claimed[key] = job
         out.append(job)
+    if next(it, None) is not None:
+        raise RuntimeError("insert_jobs returned more rows than its jobs")
     return out
 
 
@@ -444,14 +454,26 @@ def insert_jobs(
     """Insert ``specs`` on ``conn`` in one statement (more only for racing unique jobs).
     ``kept``: ``conn`` is the Client's own checkout, on which a single job may skip the
     cursor (see ``_connections``)."""
-    if len(specs) == 1 and specs[0].unique is None:
-        return [_single_job(specs[0], fetch_one(conn, kept, *_single(q, specs[0])))]
-    if all(s.unique is None for s in specs):
+    try:
+        if len(specs) == 1 and specs[0].unique is None:
+            return [_single_job(specs[0], fetch_one(conn, kept, *_single(q, specs[0])))]
+        if any(s.unique is not None for s in specs):
+            return _insert_unique(conn, q, specs)
         if len(specs) >= COPY_FROM:
             return copy_jobs(conn, q, len(specs), _chunks(specs), copy_form(specs))
         with conn.cursor(row_factory=tuple_row) as cur:
             cur.execute(q.insert_jobs_plain, plain_params(q, specs))
             return plain_jobs(specs, cur.fetchone())
+    except psycopg.errors.UniqueViolation as exc:
+        _explain_id_clash(exc, q)
+        raise
+
+
+def _insert_unique(
+    conn: psycopg.Connection[Any], q: Queries, specs: Sequence[JobSpec]
+) -> list[Job]:
+    """``insert_jobs`` for a batch with unique jobs: insert_jobs, asked again for the
+    jobs whose existing row a concurrent commit hid from the statement's snapshot."""
     result: list[Job | None] = [None] * len(specs)
     todo = list(range(len(specs)))
     for _ in range(_CONFLICT_ROUNDS):
@@ -474,15 +496,26 @@ async def insert_jobs_async(
     kept: bool = False,
 ) -> list[Job]:
     """``insert_jobs`` for an ``AsyncConnection``."""
-    if len(specs) == 1 and specs[0].unique is None:
-        row = await fetch_one_async(conn, kept, *_single(q, specs[0]))
-        return [_single_job(specs[0], row)]
-    if all(s.unique is None for s in specs):
+    try:
+        if len(specs) == 1 and specs[0].unique is None:
+            row = await fetch_one_async(conn, kept, *_single(q, specs[0]))
+            return [_single_job(specs[0], row)]
+        if any(s.unique is not None for s in specs):
+            return await _insert_unique_async(conn, q, specs)
         if len(specs) >= COPY_FROM:
             return await copy_jobs_async(conn, q, len(specs), _chunks(specs), copy_form(specs))
         async with conn.cursor(row_factory=tuple_row) as cur:
             await cur.execute(q.insert_jobs_plain, plain_params(q, specs))
             return plain_jobs(specs, await cur.fetchone())
+    except psycopg.errors.UniqueViolation as exc:
+        _explain_id_clash(exc, q)
+        raise
+
+
+async def _insert_unique_async(
+    conn: psycopg.AsyncConnection[Any], q: Queries, specs: Sequence[JobSpec]
+) -> list[Job]:
+    """``_insert_unique`` for an ``AsyncConnection``."""
     result: list[Job | None] = [None] * len(specs)
     todo = list(range(len(specs)))
     for _ in range(_CONFLICT_ROUNDS):
@@ -495,6 +528,23 @@ async def insert_jobs_async(
         if not todo:
             return result  # type: ignore[return-value]
     raise _unresolved(specs, todo)
+
+
+def _explain_id_clash(exc: psycopg.errors.UniqueViolation, q: Queries) -> None:
+    """Add to a clash on the jobs' primary key what causes it and how to mend it.
+
+    The identity handed out an id a row already has: rows were written with ids of
+    their own (a data-only restore, a copy from another database) and the identity was
+    left behind them. Every enqueue that draws such an id fails (the statement, whole)
+    until the identity is moved past them; psycopg's message names only the key."""
+    if exc.diag.constraint_name != "pgqueue_jobs_pkey" or getattr(exc, "__notes__", None):
+        return
+    table = q.table("pgqueue_jobs")
+    exc.add_note(
+        f"the id identity of {table} is behind ids already in the table (rows restored "
+        "or copied with their ids?); move it past them: SELECT setval("
+        f"pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}"
+    )
 
 
 def _merge(result: list[Job | None], todo: list[int], jobs: list[Job | None]) -> list[int]:

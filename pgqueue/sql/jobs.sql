@@ -18,9 +18,12 @@ FROM (SELECT DISTINCT queue FROM inserted WHERE state = 'available') AS a
 -- arrays of strings cost more to escape than the insert itself.
 -- A unique job whose window overlaps an existing one of its key is skipped by ON
 -- CONFLICT (the exclusion constraint makes that race-free) and the existing row is
--- returned with conflict = true. A row committed by a concurrent transaction after this
--- statement's snapshot is not visible to the second branch; the client asks again for
--- those (see _engine.insert_jobs). Windows are measured on the database's clock.
+-- returned with conflict = true. The constraint is named as the only arbiter: any other
+-- clash (an id from the identity that a row already has, after a data-only restore)
+-- must fail the statement, not drop its job and shift the rows after it. A row
+-- committed by a concurrent transaction after this statement's snapshot is not visible
+-- to the second branch; the client asks again for those (see _engine.insert_jobs).
+-- Windows are measured on the database's clock.
 -- Workers of the queues given available jobs are notified (at commit), once per queue.
 WITH input AS (
     SELECT i.*,
@@ -48,7 +51,7 @@ WITH input AS (
            unique_key, unique_states::{schema}.pgqueue_state[], window_range
     FROM input
     ORDER BY ord
-    ON CONFLICT DO NOTHING
+    ON CONFLICT ON CONSTRAINT pgqueue_jobs_unique DO NOTHING
     RETURNING id, state, inserted_at, scheduled_at, unique_key, queue
 ), woken AS (
     {wake_inserted_fragment}

@@ -1,0 +1,121 @@
+"""Unique batches against what else can conflict: a taken id, a concurrent batch."""
+
+from __future__ import annotations
+
+import asyncio
+
+import psycopg
+import pytest
+from psycopg import sql
+
+import pgqueue
+from pgqueue._engine import COPY_FROM
+
+
+class Once(pgqueue.Worker):
+    queue = "conflicts"
+    unique = pgqueue.Unique(period=300, keys=["k"])
+
+    def perform(self, job: pgqueue.Job) -> None:
+        return None
+
+
+class Plain(pgqueue.Worker):
+    queue = "conflicts"
+
+    def perform(self, job: pgqueue.Job) -> None:
+        return None
+
+
+def _take_id(db: psycopg.Connection, job_id: int) -> None:
+    """A row with an explicit id ahead of the identity, as a data-only restore leaves."""
+    db.execute(
+        "INSERT INTO pgqueue_jobs (id, queue, worker, args) VALUES (%s, 'restored', 'w', '{}')",
+        (job_id,),
+    )
+
+
+def _rows(db: psycopg.Connection) -> list[tuple]:
+    return db.execute("SELECT id, worker, args FROM pgqueue_jobs ORDER BY id").fetchall()
+
+
+def _batch() -> list[pgqueue.JobSpec]:
+    # ids 1, 2, 3 in input order: the plain job in the middle takes the restored id 2.
+    return [Once.new({"k": 1}), Plain.new({"n": 1}), Plain.new({"n": 2})]
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+@pytest.mark.parametrize(
+    "specs",
+    [
+        _batch(),
+        [Plain.new({"n": 0}), Once.new({"k": 1}), Plain.new({"n": 2})],  # the unique job's id
+    ],
+    ids=["plain-takes-it", "unique-takes-it"],
+)
+def test_a_taken_id_in_a_unique_batch_raises_and_inserts_nothing(
+    client: pgqueue.Client, db, schema: str, api: str, specs
+) -> None:
+    # ON CONFLICT without an arbiter also swallowed the primary key's clash: the job
+    # that drew the taken id was dropped (or retried under another), the batch's other
+    # rows committed, and the rows were matched to the wrong specs or the enqueue failed
+    # with an error that said nothing of why. The primary key is no arbiter now.
+    _take_id(db, 2)
+    before = _rows(db)
+    with pytest.raises(psycopg.errors.UniqueViolation) as info:
+        if api == "sync":
+            client.enqueue_many(specs)
+        else:
+
+            async def main() -> None:
+                try:
+                    await client.enqueue_many_async(specs)
+                finally:
+                    await client.aclose()
+
+            asyncio.run(main())
+    assert info.value.diag.constraint_name == "pgqueue_jobs_pkey"
+    assert any("setval" in note for note in info.value.__notes__)
+    assert _rows(db) == before  # all or nothing
+    # Once the identity is moved past the table's ids (as the note says), it goes in.
+    db.execute(
+        sql.SQL(
+            "SELECT setval(pg_get_serial_sequence({}, 'id'), max(id)) FROM pgqueue_jobs"
+        ).format(sql.Literal(f"{schema}.pgqueue_jobs"))
+    )
+    jobs = client.enqueue_many(specs)
+    stored = {r[0]: (r[1], r[2]) for r in _rows(db)}
+    assert [stored[j.id] for j in jobs] == [(s.worker, s.args) for s in specs]
+    assert len(stored) == len(before) + len(specs)
+
+
+def test_a_taken_id_on_the_callers_connection_raises_there(
+    client: pgqueue.Client, db, dsn: str
+) -> None:
+    _take_id(db, 2)
+    with psycopg.connect(dsn) as conn:
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            client.enqueue_many(_batch(), conn=conn)
+        conn.rollback()
+    assert len(_rows(db)) == 1
+
+
+@pytest.mark.parametrize("path", ["single", "batch", "copy", "streamed"])
+def test_every_insert_path_says_how_to_mend_a_taken_id(
+    client: pgqueue.Client, db, path: str
+) -> None:
+    # The statement paths without ON CONFLICT always raised on a taken id; they now
+    # also say why it happens and what to run.
+    _take_id(db, 1)
+    with pytest.raises(psycopg.errors.UniqueViolation) as info:
+        if path == "single":
+            Plain.enqueue({"n": 0}, client=client)
+        elif path == "batch":
+            client.enqueue_many([Plain.new({"n": i}) for i in range(3)])
+        elif path == "copy":
+            client.enqueue_many([Plain.new({"n": i}) for i in range(COPY_FROM)])
+        else:
+            Plain.enqueue_many([{"n": i} for i in range(COPY_FROM)], client=client)
+    assert info.value.diag.constraint_name == "pgqueue_jobs_pkey"
+    assert [n for n in info.value.__notes__ if "setval" in n] == info.value.__notes__
+    assert len(info.value.__notes__) == 1 and len(_rows(db)) == 1
