@@ -371,39 +371,35 @@ def _existing_job(row: Sequence[Any]) -> Job:
 def _assign(
     specs: Sequence[JobSpec], keys: Sequence[str | None], rows: Sequence[tuple[Any, ...]]
 ) -> list[Job | None]:
-    """Match the statement's rows to the specs, in order.
+    """Match the statement's rows to the specs, in input order.
 
-    Inserted rows come first, in input order (minus the skipped duplicates); rows that
-    already existed follow, flagged conflict. A unique spec that inserted nothing gets
-    the existing row, or the row an earlier spec of the same batch inserted; None if
-    neither is visible yet (a concurrent commit), which the caller asks for again.
+    Inserted rows come first: the jobs that are not unique in input order, then the
+    unique ones in key order (insert_jobs takes keys in one order, against deadlocks),
+    each key at most once, as its first spec; rows that already existed follow, flagged
+    conflict. A unique spec that inserted nothing gets the existing row, or the row an
+    earlier spec of the same batch inserted; None if neither is visible yet (a
+    concurrent commit), which the caller asks for again. A row count that does not
+    match the specs raises: a job given another's row would be worse than no job.
     """
-    inserted = [r for r in rows if not r[0]]
+    plain = iter([r for r in rows if not r[0] and r[_KEY] is None])
+    fresh = {r[_KEY]: r for r in rows if not r[0] and r[_KEY] is not None}
     existing = {r[_KEY]: r for r in rows if r[0]}
-    inserted_keys = {r[_KEY] for r in inserted if r[_KEY] is not None}
     claimed: dict[str, Job] = {}
     out: list[Job | None] = []
-    it = iter(inserted)
     for spec, key in zip(specs, keys, strict=True):
-        if key is not None and (key in claimed or key not in inserted_keys):
-            if key in claimed:
-                job = replace(claimed[key], meta=dict(claimed[key].meta), conflict=True)
-            elif key in existing:
-                job = _existing_job(existing[key])
-            else:
-                out.append(None)
-                continue
-            out.append(job)
-            continue
-        row = next(it, None)
-        if row is None or row[_KEY] != key:
-            raise RuntimeError("insert_jobs returned rows out of input order")
-        job = _inserted_job(spec, row)
-        if key is not None:
-            claimed[key] = job
-        out.append(job)
-    if next(it, None) is not None:
-        raise RuntimeError("insert_jobs returned more rows than its jobs")
+        if key is None:
+            row = next(plain, None)
+            if row is None:
+                raise RuntimeError("insert_jobs returned fewer rows than it inserted")
+            out.append(_inserted_job(spec, row))
+        elif key in claimed:
+            out.append(replace(claimed[key], meta=dict(claimed[key].meta), conflict=True))
+        elif key in fresh:
+            out.append(claimed.setdefault(key, _inserted_job(spec, fresh[key])))
+        else:
+            out.append(_existing_job(existing[key]) if key in existing else None)
+    if next(plain, None) is not None or not fresh.keys() <= claimed.keys():
+        raise RuntimeError("insert_jobs returned rows that match none of its jobs")
     return out
 
 

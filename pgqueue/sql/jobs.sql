@@ -50,14 +50,19 @@ WITH input AS (
            queue, worker, args, meta, tags::text[], priority, max_attempts, due,
            unique_key, unique_states::{schema}.pgqueue_state[], window_range
     FROM input
-    ORDER BY ord
+    -- Jobs that are not unique in input order, then unique ones in key order: a job
+    -- that meets a live duplicate in another transaction waits for it, so every batch
+    -- must take its keys in one order, or two batches of the same keys in different
+    -- orders would each hold a key the other waits for (a deadlock).
+    ORDER BY unique_key COLLATE "C" NULLS FIRST, ord
     ON CONFLICT ON CONSTRAINT pgqueue_jobs_unique DO NOTHING
     RETURNING id, state, inserted_at, scheduled_at, unique_key, queue
 ), woken AS (
     {wake_inserted_fragment}
 )
--- Inserted rows come back lean (the client knows the rest: it sent it); rows that were
--- already there come back whole.
+-- Inserted rows come back lean (the client knows the rest: it sent it; it matches them
+-- to its jobs by key, and those without one in order); rows that were already there
+-- come back whole.
 SELECT false AS conflict, id, state, inserted_at, scheduled_at, unique_key,
        NULL::text AS queue, NULL::text AS worker, NULL::jsonb AS args, NULL::jsonb AS meta,
        NULL::text[] AS tags, NULL::jsonb AS errors, NULL::integer AS attempt,

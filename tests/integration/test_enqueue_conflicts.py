@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import psycopg
 import pytest
@@ -10,6 +11,7 @@ from psycopg import sql
 
 import pgqueue
 from pgqueue._engine import COPY_FROM
+from tests.helpers import wait_for
 
 
 class Once(pgqueue.Worker):
@@ -119,3 +121,51 @@ def test_every_insert_path_says_how_to_mend_a_taken_id(
     assert info.value.diag.constraint_name == "pgqueue_jobs_pkey"
     assert [n for n in info.value.__notes__ if "setval" in n] == info.value.__notes__
     assert len(info.value.__notes__) == 1 and len(_rows(db)) == 1
+
+
+def _blocked_on_locks(db: psycopg.Connection) -> int:
+    return db.execute(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    ).fetchone()[0]
+
+
+def test_batches_of_the_same_keys_in_different_orders_do_not_deadlock(
+    client: pgqueue.Client, db, dsn: str
+) -> None:
+    # Two batches inserting K1, K3, K2 and K2, K3, K1 both wait on K3, held by an open
+    # transaction. When it rolls back, one batch takes K3 and would go on to wait for a
+    # key the other took first while that one waits for K3: a deadlock, unless every
+    # batch inserts its unique jobs in the same (key) order.
+    specs = {k: Once.new({"k": k}) for k in (1, 2, 3)}
+    outcomes: dict[str, list[pgqueue.Job] | BaseException] = {}
+
+    def enqueue(name: str, order: list[int]) -> None:
+        try:
+            outcomes[name] = client.enqueue_many([specs[k] for k in order])
+        except BaseException as exc:  # reported by the assertions below
+            outcomes[name] = exc
+
+    with psycopg.connect(dsn) as holder:
+        held = client.enqueue_many([specs[3]], conn=holder)[0]
+        threads = [
+            threading.Thread(target=enqueue, args=("t1", [1, 3, 2])),
+            threading.Thread(target=enqueue, args=("t2", [2, 3, 1])),
+        ]
+        for t in threads:
+            t.start()
+        wait_for(lambda: _blocked_on_locks(db) == 2, what="both batches waiting on a lock")
+        holder.rollback()
+    for t in threads:
+        t.join(timeout=60)
+        assert not t.is_alive()
+    assert not any(isinstance(o, BaseException) for o in outcomes.values()), outcomes
+    rows = db.execute("SELECT id, (args->>'k')::int FROM pgqueue_jobs ORDER BY 2").fetchall()
+    assert [k for _, k in rows] == [1, 2, 3] and held.id not in {i for i, _ in rows}
+    ids = {k: i for i, k in rows}
+    for name, order in (("t1", [1, 3, 2]), ("t2", [2, 3, 1])):
+        jobs = outcomes[name]
+        assert [(j.args["k"], j.id) for j in jobs] == [(k, ids[k]) for k in order]
+    # Each key was inserted by exactly one of the two.
+    inserted = [(j.args["k"], name) for name in outcomes for j in outcomes[name] if not j.conflict]
+    assert sorted(k for k, _ in inserted) == [1, 2, 3]
