@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg import pq
 from psycopg.adapt import Loader
 from psycopg.rows import RowMaker, tuple_row
 from psycopg_pool import AsyncConnectionPool
@@ -122,6 +123,12 @@ def plain_params(q: Queries, specs: Sequence[JobSpec]) -> dict[str, Any]:
 # COPY, on one connection: 200 jobs 134,000 / 122,000; 500: 157,000 / 165,000; 1,000:
 # 151,000 / 174,000; 5,000: 153,000 / 227,000).
 COPY_FROM = 500
+
+
+def _copy_allowed(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    """Whether a batch on ``conn`` may use COPY: not in pipeline mode (a caller's
+    ``with conn.pipeline():``), where libpq refuses it; the statement path works there."""
+    return conn.pgconn.pipeline_status == pq.PipelineStatus.OFF
 
 
 def _reserve_params(q: Queries, count: int) -> dict[str, Any]:
@@ -455,7 +462,7 @@ def insert_jobs(
             return [_single_job(specs[0], fetch_one(conn, kept, *_single(q, specs[0])))]
         if any(s.unique is not None for s in specs):
             return _insert_unique(conn, q, specs)
-        if len(specs) >= COPY_FROM:
+        if len(specs) >= COPY_FROM and _copy_allowed(conn):
             return copy_jobs(conn, q, len(specs), _chunks(specs), copy_form(specs))
         with conn.cursor(row_factory=tuple_row) as cur:
             cur.execute(q.insert_jobs_plain, plain_params(q, specs))
@@ -498,7 +505,7 @@ async def insert_jobs_async(
             return [_single_job(specs[0], row)]
         if any(s.unique is not None for s in specs):
             return await _insert_unique_async(conn, q, specs)
-        if len(specs) >= COPY_FROM:
+        if len(specs) >= COPY_FROM and _copy_allowed(conn):
             return await copy_jobs_async(conn, q, len(specs), _chunks(specs), copy_form(specs))
         async with conn.cursor(row_factory=tuple_row) as cur:
             await cur.execute(q.insert_jobs_plain, plain_params(q, specs))

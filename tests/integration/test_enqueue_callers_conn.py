@@ -121,3 +121,33 @@ def test_a_callers_autocommit_dict_row_connection_inserts_once(
     specs = _specs("plain")
     jobs = _enqueue(client, dsn, api, specs, row_factory=dict_row, autocommit=True)
     _assert_stored(db, schema, specs, jobs)
+
+
+@pytest.mark.parametrize("size", [COPY_FROM - 1, COPY_FROM, 3 * COPY_FROM])
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_a_callers_pipeline_takes_the_statement_path(
+    client: pgqueue.Client, db, dsn: str, schema: str, api: str, size: int
+) -> None:
+    # COPY is not allowed in pipeline mode: from COPY_FROM jobs a batch on a connection
+    # in a pipeline failed where one job fewer went in. It takes the one statement.
+    specs = [Plain.new({"n": i}) for i in range(size)]
+    if api == "sync":
+        with psycopg.connect(dsn) as conn:
+            with conn.pipeline():
+                jobs = client.enqueue_many(specs, conn=conn)
+                more = Plain.enqueue_many([{"n": size}] * COPY_FROM, client=client, conn=conn)
+            conn.commit()
+    else:
+
+        async def main() -> tuple[list[pgqueue.Job], list[pgqueue.Job]]:
+            async with await psycopg.AsyncConnection.connect(dsn) as conn:
+                async with conn.pipeline():
+                    jobs = await client.enqueue_many_async(specs, conn=conn)
+                    more = await Plain.enqueue_many_async(
+                        [{"n": size}] * COPY_FROM, client=client, conn=conn
+                    )
+                await conn.commit()
+                return jobs, more
+
+        jobs, more = asyncio.run(main())
+    _assert_stored(db, schema, specs + [Plain.new({"n": size})] * COPY_FROM, jobs + more)
