@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import click
 import psycopg
 
+from pgqueue._client import check_schema
 from pgqueue._dsn import resolve_dsn, scrub, unavailable
 from pgqueue._errors import ConfigError, PgQueueError
 from pgqueue._migrate import check_migrated
@@ -46,6 +47,16 @@ def usage_line(exc: click.UsageError) -> str:
     return f"error: {message} (see `{path} --help`)"
 
 
+def _valid_schema(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """``--schema`` checked as the Client checks it, for every command (``migrate`` too:
+    a schema too long for its notification channel would install and then refuse every
+    enqueue): bad usage, exit 2."""
+    try:
+        return check_schema(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
 def db_options(fn: F) -> F:
     """Add ``--dsn`` (default ``$DATABASE_URL``) and ``--schema`` (default ``public``)."""
     fn = click.option(
@@ -53,6 +64,7 @@ def db_options(fn: F) -> F:
         envvar="PGQUEUE_SCHEMA",
         default="public",
         show_default=True,
+        callback=_valid_schema,
         help="Schema of the pgqueue tables (env PGQUEUE_SCHEMA).",
     )(fn)
     fn = click.option(

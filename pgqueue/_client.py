@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from . import _admin, _engine
 from ._connections import AsyncPoolConnection, PoolConnection, restore, restore_async
+from ._coordination import control_channel
 from ._dsn import describe, resolve_dsn, unavailable
 from ._errors import ConfigError
 from ._job import Job, JobSpec
@@ -27,9 +28,35 @@ from .sql import queries
 SCHEMA_ENV = "PGQUEUE_SCHEMA"
 
 
-def _check_schema(schema: str) -> str:
-    if not isinstance(schema, str) or not 0 < len(schema) <= 63:
-        raise ConfigError(f"schema must be a name of 1-63 characters, got {schema!r}")
+# PostgreSQL's identifier limit (NAMEDATALEN - 1), in bytes. The notification channels
+# "<schema>.pgqueue_jobs" and "<schema>.pgqueue_control" are identifiers, so the schema
+# name gets what the longer suffix leaves.
+_IDENTIFIER_BYTES = 63
+_CHANNELS = (_engine.channel, control_channel)
+SCHEMA_MAX_BYTES = _IDENTIFIER_BYTES - max(len(c("").encode()) for c in _CHANNELS)
+
+
+def check_schema(schema: object) -> str:
+    """``schema`` if pgqueue can use it, else a ConfigError saying why.
+
+    Every insert notifies on ``_engine.channel(schema)``, and pause, resume and cancel
+    on ``control_channel(schema)``: pg_notify refuses a channel past 63 bytes and LISTEN
+    silently truncates it. A longer name would let the Client be built and every enqueue
+    fail (or nodes miss every control message), so it is refused here, counted in UTF-8
+    bytes as the server counts."""
+    if not isinstance(schema, str) or not schema or "\x00" in schema:
+        raise ConfigError(f"schema must be a non-empty name without NUL, got {schema!r}")
+    try:
+        size = len(schema.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ConfigError(f"schema must be text UTF-8 can encode, got {schema!r}") from None
+    if size > SCHEMA_MAX_BYTES:
+        raise ConfigError(
+            f"schema must be at most {SCHEMA_MAX_BYTES} bytes in UTF-8, got {schema!r} "
+            f"({size} bytes): its notification channels "
+            f"({', '.join(repr(c('<schema>')) for c in _CHANNELS)}) must fit PostgreSQL's "
+            f"{_IDENTIFIER_BYTES}-byte identifier limit"
+        )
     return schema
 
 
@@ -50,7 +77,7 @@ class Client:
         connect_timeout: float = 10.0,
     ) -> None:
         self.dsn = resolve_dsn(dsn)
-        self.schema = _check_schema(schema or os.environ.get(SCHEMA_ENV) or "public")
+        self.schema = check_schema(schema or os.environ.get(SCHEMA_ENV) or "public")
         self.queries = queries(self.schema)
         self._min_size = min_size
         self._max_size = max_size
