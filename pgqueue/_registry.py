@@ -17,7 +17,30 @@ if TYPE_CHECKING:
 _workers: dict[str, type[Worker]] = {}
 
 
+def check_name(name: object) -> str:
+    """``name`` if a job row can hold it exactly, else a ConfigError saying why.
+
+    The row's worker column is text of 1-255 characters (a check constraint). A NUL
+    cannot be in PostgreSQL text, and libpq ends a parameter at the first NUL: the
+    single enqueue, which sends the name as given (``JobSpec.with_defaults`` does not
+    check what its class was checked for), would store the part before it, naming
+    another worker. Checked once, when the worker is defined."""
+    if not isinstance(name, str) or not 0 < len(name) <= 255:
+        raise ConfigError(f"a worker's name must be 1-255 characters of text, got {name!r}")
+    if "\x00" in name:
+        raise ConfigError(
+            f"worker name {name!r} holds a NUL character, which PostgreSQL cannot store"
+        )
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"worker name {name!r} is not UTF-8 (an unpaired surrogate)") from None
+    return name
+
+
 def register(name: str, worker: type[Worker]) -> None:
+    """Make ``worker`` runnable under ``name`` (checked by ``check_name``)."""
+    check_name(name)
     existing = _workers.get(name)
     if (
         existing is not None

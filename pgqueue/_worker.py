@@ -51,6 +51,7 @@ class Worker:
             return
         if "name" not in cls.__dict__:
             cls.name = f"{cls.__module__}.{cls.__qualname__}"
+        _registry.check_name(cls.name)  # before anything puts it in a message or a row
         if "perform" not in cls.__dict__ and not any(
             "perform" in base.__dict__ for base in cls.__mro__[1:-2]
         ):
@@ -274,7 +275,7 @@ def worker(
             "__module__": func.__module__,
             "__qualname__": func.__qualname__,
             "__doc__": func.__doc__,
-            "name": name or f"{func.__module__}.{func.__qualname__}",
+            "name": f"{func.__module__}.{func.__qualname__}" if name is None else name,
             "queue": queue,
             "max_attempts": max_attempts,
             "priority": priority,
