@@ -8,9 +8,11 @@ transaction and neither commits nor opens a pool; workers are woken when it comm
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+import weakref
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -60,6 +62,54 @@ def check_schema(schema: object) -> str:
     return schema
 
 
+class _LoopPool:
+    """One event loop's async pool, closed when its loop ends.
+
+    An ended loop (``asyncio.run`` returned) can no longer run the pool's close, so its
+    connections would stay open as long as the Client: one pool more for every
+    ``asyncio.run`` of an enqueue. The pool's connections are therefore tracked as it
+    makes them (``configure``) and closed without a loop (libpq's finish) when the loop
+    shuts down its async generators: ``asyncio.run`` does, after cancelling every task,
+    the pool's workers among them, which leaves the pool's own close unable to finish.
+    A loop closed without that is found at the Client's next new pool or ``close()``.
+    """
+
+    pool: AsyncConnectionPool[AsyncPoolConnection]
+
+    def __init__(self) -> None:
+        self.conns: weakref.WeakSet[AsyncPoolConnection] = weakref.WeakSet()
+        self._guard: AsyncGenerator[None, None] | None = None
+
+    async def track(self, conn: AsyncPoolConnection) -> None:
+        """The pool's ``configure``: remember each connection it makes."""
+        self.conns.add(conn)
+
+    async def watch(self, forget: Callable[[], None]) -> None:
+        """Retire the pool (after ``forget``) when the running loop shuts down its async
+        generators. The generator is kept here: collected, it would end at once."""
+        self._guard = self._until_shutdown(forget)
+        await self._guard.asend(None)
+
+    async def _until_shutdown(self, forget: Callable[[], None]) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            forget()
+            self.retire()
+
+    async def end(self) -> None:
+        """Close the pool while its loop still runs (``Client.aclose``)."""
+        await self.pool.close()
+        if self._guard is not None:
+            await self._guard.aclose()
+
+    def retire(self) -> None:
+        """Close every connection of the pool that is still open, without a loop."""
+        for conn in list(self.conns):
+            if not conn.closed:
+                conn.pgconn.finish()
+
+
 class Client:
     """Entry point for enqueueing; cheap to construct, pools open lazily.
 
@@ -84,7 +134,7 @@ class Client:
         self._connect_timeout = connect_timeout
         self._lock = threading.Lock()
         self._pool: ConnectionPool[PoolConnection] | None = None
-        self._apools: dict[asyncio.AbstractEventLoop, AsyncConnectionPool[AsyncPoolConnection]] = {}
+        self._apools: dict[asyncio.AbstractEventLoop, _LoopPool] = {}
 
     def __repr__(self) -> str:
         return f"<pgqueue.Client {describe(self.dsn)} schema={self.schema}>"
@@ -118,32 +168,62 @@ class Client:
             return self._pool
 
     async def apool(self) -> AsyncConnectionPool[AsyncPoolConnection]:
-        """The async pool of the running event loop, opened on first use."""
+        """The async pool of the running event loop, opened on first use and closed
+        with the loop (see ``_LoopPool``)."""
         loop = asyncio.get_running_loop()
-        pool = self._apools.get(loop)
-        if pool is None:
-            pool = AsyncConnectionPool(
-                self.dsn,
-                connection_class=AsyncPoolConnection,
-                check=restore_async,
-                min_size=self._min_size,
-                max_size=self._max_size,
-                open=False,
-                kwargs={"autocommit": True},
-                timeout=self._connect_timeout,
-                name="pgqueue-async",
+        entry = self._apools.get(loop)
+        if entry is None:
+            entry = await self._open_apool(loop)
+        return entry.pool
+
+    async def _open_apool(self, loop: asyncio.AbstractEventLoop) -> _LoopPool:
+        """A new pool for ``loop``, unless another coroutine of the loop made one while
+        this one waited for its connections: then that one, and this one is closed."""
+        self._retire_ended_loops()
+        entry = _LoopPool()
+        pool = AsyncConnectionPool(
+            self.dsn,
+            connection_class=AsyncPoolConnection,
+            configure=entry.track,
+            check=restore_async,
+            min_size=self._min_size,
+            max_size=self._max_size,
+            open=False,
+            kwargs={"autocommit": True},
+            timeout=self._connect_timeout,
+            name="pgqueue-async",
+        )
+        try:
+            first = await psycopg.AsyncConnection.connect(
+                self.dsn, connect_timeout=self._timeout_s()
             )
-            try:
-                first = await psycopg.AsyncConnection.connect(
-                    self.dsn, connect_timeout=self._timeout_s()
-                )
-                await first.close()
-                await pool.open(wait=True, timeout=self._connect_timeout)
-            except Exception as exc:
-                await pool.close()
+            await first.close()
+            await pool.open(wait=True, timeout=self._connect_timeout)
+        except BaseException as exc:  # cancelled too: the pool's connections are closed
+            await pool.close()
+            if isinstance(exc, Exception):
                 raise unavailable(exc, self.dsn) from None
-            self._apools[loop] = pool
-        return pool
+            raise
+        winner = self._apools.get(loop)
+        if winner is not None:
+            await pool.close()
+            return winner
+        entry.pool = pool
+        self._apools[loop] = entry
+        await entry.watch(functools.partial(self._forget_apool, loop, entry))
+        return entry
+
+    def _forget_apool(self, loop: asyncio.AbstractEventLoop, entry: _LoopPool) -> None:
+        if self._apools.get(loop) is entry:
+            del self._apools[loop]
+
+    def _retire_ended_loops(self) -> None:
+        """Close the connections of pools whose event loop was closed without shutting
+        down its async generators (so ``_LoopPool.watch`` never heard of it)."""
+        for loop, entry in list(self._apools.items()):
+            if loop.is_closed():
+                self._forget_apool(loop, entry)
+                entry.retire()
 
     def _timeout_s(self) -> int:
         return max(1, round(self._connect_timeout))
@@ -153,11 +233,12 @@ class Client:
             if self._pool is not None:
                 self._pool.close()
                 self._pool = None
+        self._retire_ended_loops()
 
     async def aclose(self) -> None:
-        pool = self._apools.pop(asyncio.get_running_loop(), None)
-        if pool is not None:
-            await pool.close()
+        entry = self._apools.pop(asyncio.get_running_loop(), None)
+        if entry is not None:
+            await entry.end()
         self.close()
 
     def __enter__(self) -> Client:
