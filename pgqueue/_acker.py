@@ -4,9 +4,11 @@ Finished jobs hand their ``Transition`` to ``push``; one loop writes everything 
 piled up with a single guarded statement, so under load one round trip acknowledges
 hundreds of jobs and when idle a job is acknowledged at once. If the database is
 unreachable the batch stays in memory and is written when it is back (the guard in
-the statement makes a repeated write harmless). A batch the database rejects for its
-content is split to find the bad outcome, which is logged and dropped: that job stays
-``executing`` and is rescued like a crashed one, the others are written.
+the statement makes a repeated write harmless). A batch that cannot be written for its
+content (the database refuses it, or it cannot be encoded) is split to find the bad
+outcome, which is written without its error text and meta; if even that fails it is
+logged and dropped (that job stays ``executing`` until the orphan check or a rescue
+returns it), the others are written.
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-
-import psycopg
 
 from ._engine import Engine
 from ._outcomes import Transition, refused_error
@@ -149,21 +149,23 @@ class Acker(Service):
             await self.engine.ack_jobs(batch)
         except TRANSIENT:
             raise
-        except psycopg.Error as exc:
+        except Exception as exc:  # refused by the database, or not encodable here
             if len(batch) > 1:
                 mid = len(batch) // 2
                 await self._write(batch[:mid])
                 await self._write(batch[mid:])
                 return
-            # The database refused this one outcome (its error text or meta): write the
-            # same state with a plain error instead, so the job does not stay executing.
+            # This one outcome cannot be written (the database refused its error text or
+            # meta, or its meta cannot be encoded): write the same state with a plain
+            # error instead, so the job does not stay executing. Never let it end the
+            # acker: every later outcome of this node would wait behind it.
             t = batch[0]
-            log.error("outcome %s of job %s was refused (%s); writing it without its details",
-                      t.state, t.id, _first_line(exc))  # fmt: skip
+            log.error("outcome %s of job %s cannot be written (%s); writing it without its "
+                      "details", t.state, t.id, _first_line(exc))  # fmt: skip
             plain = t._replace(meta=None, error=None if t.error is None else refused_error(t, exc))
             try:
                 await self.engine.ack_jobs([plain])
             except TRANSIENT:
                 raise
-            except psycopg.Error as again:
+            except Exception as again:
                 log.error("dropping outcome %s of job %s: %s", t.state, t.id, _first_line(again))

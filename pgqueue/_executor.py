@@ -116,7 +116,10 @@ class Executor:
                 task.uncancel()  # our own cancellation: the attempt failed, the node goes on
                 return Failure(JobTimeout(timeout or 0.0))
             raise
-        except (Exception, SystemExit) as exc:
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:
+            # The job's own doing (sys.exit(), a raise KeyboardInterrupt), not a signal to
+            # this process: the node installs its own handlers for those. Let out of the
+            # task, asyncio would re-raise either from the event loop and end the node.
             return Failure.capture(exc)
         finally:
             if task is not None:

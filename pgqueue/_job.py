@@ -72,11 +72,16 @@ class Job:
     timed_out: bool = field(default=False, repr=False)
 
     def update_meta(self, values: Mapping[str, Any]) -> None:
-        """Merge ``values`` into the job's meta when this attempt is acknowledged."""
-        _json(values, "meta values")  # fail in perform, where the traceback makes sense
+        """Merge ``values`` into the job's meta when this attempt is acknowledged.
+
+        What is written is a copy taken now: fail in perform, where the traceback makes
+        sense, and never later in the node's acknowledgement, where a value the job went
+        on to change (a key that is not a string, a dict holding itself) could not be
+        encoded any more."""
+        snapshot = json.loads(_json(values, "meta values"))
         if self.meta_updates is None:
             self.meta_updates = {}
-        self.meta_updates.update(values)
+        self.meta_updates.update(snapshot)
         self.meta.update(values)
 
     @property

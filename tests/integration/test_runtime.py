@@ -120,6 +120,35 @@ class NanMeta(pgqueue.Worker):
         job.update_meta({"ratio": float("nan")})
 
 
+class MetaChangedAfterUpdate(pgqueue.Worker):
+    async def perform(self, job: pgqueue.Job) -> None:
+        stats: dict = {"files": 1}
+        job.update_meta({"stats": stats})
+        # After the update: a key JSON cannot hold, and a dict holding itself.
+        stats[("not", "a", "string")] = 2
+        stats["itself"] = stats
+
+
+class UnencodableMetaUpdates(pgqueue.Worker):
+    async def perform(self, job: pgqueue.Job) -> None:
+        # Past update_meta's checks: an outcome the node cannot encode for its ack.
+        job.meta_updates = {"bad": {(1, 2): "a tuple key"}}
+
+
+class ExitsAsync(pgqueue.Worker):
+    max_attempts = 1
+
+    async def perform(self, job: pgqueue.Job) -> None:
+        raise KeyboardInterrupt if job.args["how"] == "interrupt" else SystemExit(3)
+
+
+class ExitsSync(pgqueue.Worker):
+    max_attempts = 1
+
+    def perform(self, job: pgqueue.Job) -> None:
+        raise KeyboardInterrupt if job.args["how"] == "interrupt" else SystemExit(3)
+
+
 class Ordered(pgqueue.Worker):
     seen: list[int] = []
 
@@ -490,3 +519,48 @@ def test_outcomes_the_database_would_refuse_still_land(client, db, dsn, schema) 
     row = job_row(db, schema, nan.id)
     assert row["state"] == "discarded" and row["errors"][0]["error"] == "ConfigError"
     assert job_row(db, schema, after.id)["state"] == "completed"
+
+
+def test_a_job_raising_an_exit_fails_and_the_node_goes_on(client, db, dsn, schema) -> None:
+    # KeyboardInterrupt and SystemExit raised by a job's own code are that attempt's
+    # failure, async or sync; the node keeps running the jobs after them.
+    jobs = [
+        cls.enqueue({"how": how}, client=client)
+        for cls in (ExitsAsync, ExitsSync)
+        for how in ("interrupt", "exit")
+    ]
+    after = Succeeds.enqueue({}, client=client)
+    run_node(dsn, schema, final(db, schema, 5), queues={"default": 1})
+    for job in jobs:
+        row = job_row(db, schema, job.id)
+        assert row["state"] == "discarded"
+        assert row["errors"][0]["error"] in ("KeyboardInterrupt", "SystemExit")
+    assert job_row(db, schema, after.id)["state"] == "completed"
+
+
+def test_meta_is_written_as_it_was_when_updated(client, db, dsn, schema) -> None:
+    # The job changed its dict after update_meta into something JSON cannot hold: the
+    # update is the copy taken then, and the node's acknowledgements carry on.
+    changed = MetaChangedAfterUpdate.enqueue({}, client=client)
+    after = Succeeds.enqueue({}, client=client)
+    run_node(dsn, schema, final(db, schema, 2), queues={"default": 1})
+    row = job_row(db, schema, changed.id)
+    assert row["state"] == "completed" and row["meta"] == {"stats": {"files": 1}}
+    row = job_row(db, schema, after.id)
+    assert row["state"] == "completed" and row["meta"]["result"] == "ok"
+
+
+def test_an_outcome_that_cannot_be_encoded_does_not_stop_the_acks(
+    client, db, dsn, schema, caplog
+) -> None:
+    # An acknowledgement the node cannot encode is written without its meta; every later
+    # outcome (completions with meta go through the acker, not with the claims) lands.
+    bad = UnencodableMetaUpdates.enqueue({}, client=client)
+    after = [Succeeds.enqueue({}, client=client) for _ in range(3)]
+    run_node(dsn, schema, final(db, schema, 4), queues={"default": 1})
+    row = job_row(db, schema, bad.id)
+    assert row["state"] == "completed" and row["meta"] == {}
+    for job in after:
+        row = job_row(db, schema, job.id)
+        assert row["state"] == "completed" and row["meta"]["result"] == "ok"
+    assert f"outcome completed of job {bad.id} cannot be written" in caplog.text
