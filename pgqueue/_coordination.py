@@ -65,15 +65,16 @@ class Coordination:
     async def delete_node(self, node: str) -> None:
         await self._rows(self.q.delete_node, {"node": node})
 
-    async def lost_jobs(self, node: str, jobs: Sequence[Job]) -> set[int]:
-        """Ids of ``jobs`` that are no longer this node's to run (cancelled, rescued, gone)."""
+    async def lost_jobs(self, node: str, jobs: Sequence[Job]) -> dict[int, int]:
+        """id → attempt of the ``jobs`` (those attempts) that are no longer this node's to
+        run (cancelled, rescued, gone)."""
         if not jobs:
-            return set()
+            return {}
         rows = await self._rows(
             self.q.lost_jobs,
             {"node": node, "ids": [j.id for j in jobs], "attempts": [j.attempt for j in jobs]},
         )
-        return {r[0] for r in rows}
+        return dict(rows)
 
     async def node_executing_jobs(self, node: str) -> dict[int, int]:
         """id → attempt of the jobs the database says ``node`` is executing."""

@@ -36,7 +36,7 @@ class Heartbeat(IntervalService):
         pending: Callable[[], set[int]],
         oldest_claim: Callable[[], float | None],
         on_controls: Callable[[dict[str, QueueControl]], None],
-        on_lost: Callable[[set[int]], None],
+        on_lost: Callable[[dict[int, int]], None],
         on_orphans: Callable[[dict[int, int]], Awaitable[None]],
     ) -> None:
         super().__init__()
@@ -86,22 +86,26 @@ class Heartbeat(IntervalService):
     async def check(self) -> None:
         """Re-read queue controls, drop jobs no longer ours, hand back ones we never got."""
         self.on_controls(await self.coordination.queue_controls())
-        running = self.running_jobs()
-        lost = await self.coordination.lost_jobs(self.node, running)
+        # id → attempt: while the answer was on its way, a lost attempt may have ended
+        # and a newer one of the same job been claimed here; that one is ours to run.
+        lost = await self.coordination.lost_jobs(self.node, self.running_jobs())
         if lost:
             self.on_lost(lost)
         # A claim whose reply died with its connection left jobs executing in our name
         # that we do not run. A job seen so at two checks in a row is one, unless a claim
-        # that began before the first of them is still waiting for its reply: that claim
-        # may be the one that made it.
-        checked_at, previous = time.monotonic(), self._checked_at
-        self._checked_at = checked_at
+        # that began before the first of them had read the database is still waiting for
+        # its reply: that claim may be the one that made it. So the time that counts is
+        # when the read returned (a claim begun while it ran may have committed before
+        # it), and the jobs we know of are taken just before the read.
+        previous = self._checked_at
         oldest = self.oldest_claim()
         if oldest is not None and (previous is None or oldest <= previous):
             self._suspects = {}
+            self._checked_at = time.monotonic()
             return
-        known = {j.id for j in running} | self.pending()
+        known = {j.id for j in self.running_jobs()} | self.pending()
         executing = await self.coordination.node_executing_jobs(self.node)
+        self._checked_at = time.monotonic()
         orphans = {i: a for i, a in executing.items() if i not in known}
         confirmed = {i: a for i, a in orphans.items() if self._suspects.get(i) == a}
         self._suspects = {i: a for i, a in orphans.items() if i not in confirmed}

@@ -210,7 +210,7 @@ class Node:
             pending=self.acker.pending_ids,
             oldest_claim=self._oldest_claim,
             on_controls=self._apply_controls,
-            on_lost=self._drop_lost,
+            on_lost=lambda lost: self._drop_lost(set(lost), lost),
             on_orphans=self._hand_back_orphans,
         )
         self.leader = Leader(coordination, node=self.id, ttl=self.lease_ttl)
@@ -399,9 +399,9 @@ class Node:
             # Scaled up past the configured concurrency: sync jobs need threads to match.
             self._threads.size = max(self._threads.size, 2 * sum(self._queue_limits().values()) + 2)
 
-    def _drop_lost(self, ids: set[int]) -> None:
+    def _drop_lost(self, ids: set[int], attempts: Mapping[int, int] | None = None) -> None:
         for producer in self.producers.values():
-            for job_id in producer.drop(ids):
+            for job_id in producer.drop(ids, attempts):
                 log.warning(
                     "job %s is no longer this node's (cancelled or rescued): stopped it", job_id
                 )

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
@@ -111,11 +112,14 @@ class Producer(Service):
         self.paused, self.limit = paused, new_limit
         self.wake()
 
-    def drop(self, ids: set[int]) -> list[int]:
-        """Stop running jobs that are no longer this node's (cancelled or rescued)."""
+    def drop(self, ids: set[int], attempts: Mapping[int, int] | None = None) -> list[int]:
+        """Stop running jobs that are no longer this node's (cancelled or rescued); with
+        ``attempts``, only a job still running the attempt named there."""
         dropped = []
         for job_id in ids & self.running_jobs.keys():
             job, task = self.running_jobs[job_id]
+            if attempts is not None and attempts.get(job_id) != job.attempt:
+                continue
             job.request_cancel()
             task.cancel()
             # A task cancelled before its first step never runs its finally: free the

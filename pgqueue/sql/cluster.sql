@@ -24,8 +24,9 @@ DELETE FROM {schema}.pgqueue_nodes WHERE name = %(node)s
 
 -- name: lost_jobs
 -- Of the jobs this node is running, those that are no longer its to run: cancelled,
--- rescued and claimed by another node, or gone.
-SELECT r.id
+-- rescued and claimed by another node, or gone. Each with the attempt it was asked
+-- about: by the answer, that job may be running here again as a newer attempt.
+SELECT r.id, r.attempt
 FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS r(id, attempt)
 LEFT JOIN {schema}.pgqueue_jobs AS j ON j.id = r.id
 WHERE j.id IS NULL

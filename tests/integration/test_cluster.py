@@ -17,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 import pgqueue
 from pgqueue import _admin
 from pgqueue._coordination import Coordination
+from pgqueue._heartbeat import Heartbeat
 from pgqueue._leader import Leader, Vacuumer
 from tests.helpers import await_for, job_row, states
 
@@ -423,6 +424,71 @@ def test_orphaned_claims_are_handed_back(client, db, dsn, schema) -> None:
             row = job_row(db, schema, job.id)
             # Released, keeping its attempt number (attempts stay unique per run).
             assert row["attempt"] == 1 and row["attempted_by"] is None
+
+    run(main())
+
+
+def test_a_claim_begun_while_the_orphan_check_read_is_not_taken_for_an_orphan(
+    client, db, dsn, schema
+) -> None:
+    # A claim starts while the heartbeat reads what the database says this node runs, and
+    # commits before that read; its reply is still on its way at the next check. The job
+    # it made is then executing in our name and unknown to us at both checks, but it is
+    # the claim's, not an orphan: handing it back would have it run twice.
+    job = Quick.enqueue({}, client=client)
+    claim: dict[str, float] = {}
+
+    def pending() -> set[int]:
+        # The last thing before the read: the claim begins and commits now.
+        if not claim:
+            claim["since"] = time.monotonic()
+            db.execute(
+                "UPDATE pgqueue_jobs SET state = 'executing', attempt = 1, attempted_by = 'n'"
+                " WHERE id = %s",
+                [job.id],
+            )
+        return set()
+
+    released: list[dict[int, int]] = []
+
+    async def on_orphans(orphans: dict[int, int]) -> None:
+        released.append(orphans)
+
+    async def main() -> None:
+        async with AsyncConnectionPool(
+            dsn, min_size=1, open=False, kwargs={"autocommit": True}
+        ) as pool:
+            heartbeat = Heartbeat(
+                Coordination(pool, schema), node="n", interval=0.2, expiry=1.0,
+                queues=lambda: {"default": 1}, running_jobs=list, pending=pending,
+                oldest_claim=lambda: claim.get("since"), on_controls=lambda _: None,
+                on_lost=lambda _: None, on_orphans=on_orphans,
+            )  # fmt: skip
+            await heartbeat.check()  # the job is read as executing, the claim in flight
+            await heartbeat.check()  # the claim that may have made it still waits
+            await heartbeat.check()
+
+    run(main())
+    assert released == []
+    assert job_row(db, schema, job.id)["state"] == "executing"
+
+
+def test_a_lost_attempt_stops_only_that_attempt(client, db, dsn, schema) -> None:
+    # The heartbeat learns that an attempt of a job is no longer ours while a newer
+    # attempt of the same job already runs here (the old one ended and the job came back
+    # at once): the newer attempt is ours and keeps running.
+    job = Long.enqueue({"sleep": 60}, client=client)
+
+    async def main() -> None:
+        async with nodes(dsn, schema, 1) as (node,):
+            await wait_states(db, schema, executing=1)
+            assert job.attempt == 0  # as enqueued; attempt 1 runs
+            assert await node.coordination.lost_jobs(node.id, [job]) == {job.id: 0}
+            node._drop_lost({job.id}, {job.id: 0})
+            await asyncio.sleep(0.3)
+            assert [j.attempt for j in node._running_jobs()] == [1]
+            node._drop_lost({job.id}, {job.id: 1})
+            await await_for(lambda: asyncio.sleep(0, not node._running_jobs()), timeout=0.3)
 
     run(main())
 
