@@ -24,6 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from . import _cron, _events
 from ._acker import Acker
+from ._client import check_schema
 from ._coordination import Coordination, QueueControl, control_channel
 from ._dsn import connection_options, resolve_dsn, unavailable
 from ._engine import Engine
@@ -86,7 +87,7 @@ class Node:
         cron: Iterable[_cron.Cron] = (),
     ) -> None:
         self.dsn = resolve_dsn(dsn)
-        self.schema = schema
+        self.schema = check_schema(schema)
         self.queues = dict(queues or {"default": 10})
         for queue, limit in self.queues.items():
             if not QUEUE_NAME.match(queue):

@@ -20,6 +20,7 @@ from psycopg.conninfo import make_conninfo
 
 import pgqueue
 from pgqueue import _migrate
+from pgqueue._client import SCHEMA_MAX_BYTES
 from tests.helpers import SLOWDOWN, stop_on_sigterm
 
 
@@ -80,7 +81,7 @@ def dsn(server_dsn: str) -> Iterator[str]:
 
 def schema_name(request: pytest.FixtureRequest) -> str:
     base = re.sub(r"[^a-z0-9_]", "_", request.module.__name__.rsplit(".", 1)[-1].lower())
-    return f"t_{base}"[:50]
+    return f"t_{base}"[:SCHEMA_MAX_BYTES]
 
 
 @pytest.fixture(scope="module")

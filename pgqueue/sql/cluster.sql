@@ -146,7 +146,7 @@ WITH next AS (
 ), claimed AS (
     INSERT INTO {schema}.pgqueue_cron (name, slot, job_id)
     SELECT %(name)s, %(slot)s, next.id FROM next
-    ON CONFLICT DO NOTHING
+    ON CONFLICT (name, slot) DO NOTHING
     RETURNING name, slot, job_id
 )
 INSERT INTO {schema}.pgqueue_jobs

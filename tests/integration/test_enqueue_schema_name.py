@@ -70,6 +70,8 @@ def test_a_schema_too_long_for_its_channels_is_refused_up_front(
     monkeypatch.setenv("PGQUEUE_SCHEMA", name)
     with pytest.raises(ConfigError, match="at most 47 bytes"):
         pgqueue.Client(UNREACHABLE)
+    with pytest.raises(ConfigError, match="at most 47 bytes"):
+        pgqueue.Node(UNREACHABLE, schema=name)  # its LISTEN would truncate the channels
 
 
 @pytest.mark.parametrize("command", [["migrate"], ["enqueue", "some.Worker"], ["inspect"]])
