@@ -107,6 +107,22 @@ def _describe(err: BaseException) -> str:
         return f"<{type(err).__qualname__}: its message could not be rendered>"
 
 
+def unreadable(job_id: int, attempt: int, reason: BaseException, at: datetime) -> Transition:
+    """A claimed row this client cannot read (a timestamp past Python's range, JSON
+    nested deeper than its parser goes, written by SQL or another language): discarded,
+    with why. No attempt could ever run it, and left available it would be claimed
+    first again and again, stalling its queue."""
+    message = f"the claimed row cannot be read: {_describe(reason)}"
+    error = {
+        "attempt": attempt,
+        "at": at.isoformat(),
+        "error": type(reason).__qualname__,
+        "message": _text(message, MAX_MESSAGE_CHARS),
+        "traceback": "",
+    }
+    return Transition(job_id, attempt, "discarded", error=error)
+
+
 def error_entry(job: Job, failure: Failure, at: datetime) -> dict[str, Any]:
     err = failure.error
     return {

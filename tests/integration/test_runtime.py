@@ -538,6 +538,33 @@ def test_a_job_raising_an_exit_fails_and_the_node_goes_on(client, db, dsn, schem
     assert job_row(db, schema, after.id)["state"] == "completed"
 
 
+@pytest.mark.parametrize(
+    "column, value",
+    [("scheduled_at", "-infinity"), ("args", "[" * 5000 + "]" * 5000)],
+    ids=["timestamp-out-of-range", "json-too-deep"],
+)
+def test_a_claimed_row_the_worker_cannot_read_is_discarded(
+    client, db, dsn, schema, column, value, caplog
+) -> None:
+    # Written by SQL past every check of pgqueue's: PostgreSQL holds it, Python cannot
+    # read it. It is discarded saying why; the jobs claimed with it run, once each.
+    good = [Succeeds.enqueue({}, client=client) for _ in range(3)]
+    bad = db.execute(
+        f"INSERT INTO pgqueue_jobs (worker, {column}) VALUES (%s, %s) RETURNING id",
+        [Succeeds.name, value],
+    ).fetchone()[0]
+    run_node(dsn, schema, final(db, schema, 4), queues={"default": 5})
+    state, errors = db.execute(
+        "SELECT state::text, errors FROM pgqueue_jobs WHERE id = %s", [bad]
+    ).fetchone()
+    assert state == "discarded" and len(errors) == 1
+    assert errors[0]["message"].startswith("the claimed row cannot be read: ")
+    assert f"job {bad} cannot be read" in caplog.text
+    for job in good:
+        row = job_row(db, schema, job.id)
+        assert row["state"] == "completed" and row["attempt"] == 1
+
+
 def test_meta_is_written_as_it_was_when_updated(client, db, dsn, schema) -> None:
     # The job changed its dict after update_meta into something JSON cannot hold: the
     # update is the copy taken then, and the node's acknowledgements carry on.
