@@ -17,11 +17,16 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
+import psycopg
+
 from ._engine import Engine
 from ._outcomes import Transition, refused_error
 from ._service import TRANSIENT, Service, _first_line, reconnect_delay
 
 log = logging.getLogger("pgqueue.acker")
+# An outcome the database refuses (its error text, its meta), or one whose meta cannot be
+# encoded (json.dumps). Anything else is a bug of pgqueue's and ends the acker loudly.
+_UNWRITABLE = (psycopg.Error, TypeError, ValueError, RecursionError)
 
 
 class Acker(Service):
@@ -149,7 +154,7 @@ class Acker(Service):
             await self.engine.ack_jobs(batch)
         except TRANSIENT:
             raise
-        except Exception as exc:  # refused by the database, or not encodable here
+        except _UNWRITABLE as exc:
             if len(batch) > 1:
                 mid = len(batch) // 2
                 await self._write(batch[:mid])
@@ -167,5 +172,5 @@ class Acker(Service):
                 await self.engine.ack_jobs([plain])
             except TRANSIENT:
                 raise
-            except Exception as again:
+            except _UNWRITABLE as again:
                 log.error("dropping outcome %s of job %s: %s", t.state, t.id, _first_line(again))

@@ -35,6 +35,11 @@ from .sql import Queries, queries
 
 _JOB_ORDER = tuple(f.name for f in fields(Job))
 _JOB_FIELDS = frozenset(_JOB_ORDER) - {"meta_updates", "_cancel"}
+# What reading a row PostgreSQL holds can raise in Python: a value out of Python's range
+# (psycopg's DataError: a '-infinity' or BC timestamp), text that is not UTF-8 (a
+# SQL_ASCII database), JSON nested past the parser's depth. Nothing else (a TypeError
+# would be pgqueue's own bug) makes a claimed job be discarded.
+UNREADABLE = (psycopg.DataError, ValueError, RecursionError, OverflowError)
 # Where a claimed row (claim_columns: Job's first fields, in order) holds these two.
 _ID_ATTEMPT = (_JOB_ORDER.index("id"), _JOB_ORDER.index("attempt"))
 log = logging.getLogger("pgqueue.engine")
@@ -749,7 +754,7 @@ class Engine:
             await cur.execute(self.q.fetch_jobs, params)
             try:
                 return await cur.fetchall()
-            except Exception:  # the claim has committed: no row may be lost with it
+            except UNREADABLE:  # the claim has committed: no row may be lost with it
                 return await self._read_each(conn, cur)
 
     async def _read_each(
@@ -770,7 +775,7 @@ class Engine:
             await cur.scroll(row, "absolute")
             try:
                 job = await cur.fetchone()
-            except Exception as exc:
+            except UNREADABLE as exc:
                 job_id, attempt = (_int(result.get_value(row, col)) for col in _ID_ATTEMPT)
                 log.error("job %s cannot be read (%s): discarding it", job_id, exc)
                 bad.append(unreadable(job_id, attempt, exc, datetime.now(UTC)))
@@ -778,7 +783,12 @@ class Engine:
                 assert job is not None
                 jobs.append(job)
         if bad:
-            await conn.execute(self.q.ack_jobs, _ack_params(bad))
+            try:
+                await conn.execute(self.q.ack_jobs, _ack_params(bad))
+            except psycopg.Error as exc:
+                # They stay executing in this node's name: the orphan check hands them
+                # back, and the next claim of them tries again. The others run now.
+                log.error("cannot discard %d unreadable job(s): %s", len(bad), exc)
         return jobs
 
     async def tune_claims(self, conn: psycopg.AsyncConnection[Any]) -> None:

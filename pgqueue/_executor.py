@@ -20,7 +20,7 @@ from ._backoff import backoff_seconds
 from ._errors import JobTimeout, UnknownWorker
 from ._job import Job
 from ._outcomes import Failure, Success, Transition, completed, decide
-from ._threads import JobThreads
+from ._threads import JobThreads, RaisedInThread
 from ._worker import Worker
 
 log = logging.getLogger("pgqueue.executor")
@@ -116,10 +116,11 @@ class Executor:
                 task.uncancel()  # our own cancellation: the attempt failed, the node goes on
                 return Failure(JobTimeout(timeout or 0.0))
             raise
-        except (Exception, SystemExit, KeyboardInterrupt) as exc:
-            # The job's own doing (sys.exit(), a raise KeyboardInterrupt), not a signal to
-            # this process: the node installs its own handlers for those. Let out of the
-            # task, asyncio would re-raise either from the event loop and end the node.
+        except RaisedInThread as exc:  # a sync job's own KeyboardInterrupt
+            return Failure.capture(exc.__cause__ or exc)
+        except (Exception, SystemExit) as exc:
+            # SystemExit too: a job's sys.exit() is its failure. Let out of the task,
+            # asyncio would re-raise it from the event loop and end the node.
             return Failure.capture(exc)
         finally:
             if task is not None:

@@ -211,7 +211,7 @@ class Node:
             pending=self.acker.pending_ids,
             oldest_claim=self._oldest_claim,
             on_controls=self._apply_controls,
-            on_lost=lambda lost: self._drop_lost(set(lost), lost),
+            on_lost=self._drop_lost_attempts,
             on_orphans=self._hand_back_orphans,
         )
         self.leader = Leader(coordination, node=self.id, ttl=self.lease_ttl)
@@ -399,6 +399,10 @@ class Node:
         if self._threads is not None:
             # Scaled up past the configured concurrency: sync jobs need threads to match.
             self._threads.size = max(self._threads.size, 2 * sum(self._queue_limits().values()) + 2)
+
+    def _drop_lost_attempts(self, lost: Mapping[int, int]) -> None:
+        """The heartbeat's finding: these attempts (id → attempt) are no longer ours."""
+        self._drop_lost(set(lost), lost)
 
     def _drop_lost(self, ids: set[int], attempts: Mapping[int, int] | None = None) -> None:
         for producer in self.producers.values():

@@ -21,6 +21,14 @@ from collections.abc import Callable
 from typing import Any
 
 _STOP = object()
+
+
+class RaisedInThread(Exception):
+    """A job thread's KeyboardInterrupt, carried to the event loop inside a plain
+    exception (``__cause__``): re-raised there as itself it could not be told from a
+    Ctrl-C landing in the loop, which must stop the process, not fail a job."""
+
+
 # Seconds a job waits for an idle thread before a new one is started for it.
 SPAWN_AFTER = 0.001
 
@@ -111,6 +119,10 @@ class JobThreads:
                 continue
             if error is None:
                 future.set_result(result)
+            elif isinstance(error, KeyboardInterrupt):
+                wrapper = RaisedInThread()
+                wrapper.__cause__ = error
+                future.set_exception(wrapper)
             else:
                 future.set_exception(error)
 
