@@ -82,7 +82,8 @@ def _tags_literal(tags: Sequence[str]) -> str:
 
 
 def insert_params(q: Queries, specs: Sequence[JobSpec]) -> tuple[dict[str, str], list[str | None]]:
-    """The ``rows`` document of ``insert_jobs`` for ``specs``, and each spec's unique key."""
+    """The parameters of ``insert_jobs`` for ``specs`` (the ``rows`` document, the
+    channel, the table whose id sequence it draws from), and each spec's unique key."""
     rows: list[list[Any]] = []
     keys: list[str | None] = []
     for s in specs:
@@ -98,7 +99,8 @@ def insert_params(q: Queries, specs: Sequence[JobSpec]) -> tuple[dict[str, str],
             rows.append([s.worker, s.queue, s.args, s.meta, tags, s.priority, s.max_attempts,
                          at, s.schedule_in, key, states_literal(s.unique.states),
                          unique_base(key), period_ms(s.unique)])  # fmt: skip
-    return {"rows": _ENCODE(rows), "channel": channel(q.schema)}, keys
+    params = {"rows": _ENCODE(rows), "channel": channel(q.schema), "table": q.table("pgqueue_jobs")}
+    return params, keys
 
 
 def plain_params(q: Queries, specs: Sequence[JobSpec]) -> dict[str, Any]:
@@ -390,12 +392,13 @@ def _assign(
     """Match the statement's rows to the specs, in input order.
 
     Inserted rows come first: the jobs that are not unique in input order, then the
-    unique ones in key order (insert_jobs takes keys in one order, against deadlocks),
-    each key at most once, as its first spec; rows that already existed follow, flagged
-    conflict. A unique spec that inserted nothing gets the existing row, or the row an
-    earlier spec of the same batch inserted; None if neither is visible yet (a
-    concurrent commit), which the caller asks for again. A row count that does not
-    match the specs raises: a job given another's row would be worse than no job.
+    unique ones in key order (insert_jobs takes keys in one order, against deadlocks,
+    though it drew their ids in input order), each key at most once, as its first spec;
+    rows that already existed follow, flagged conflict. A unique spec that inserted
+    nothing gets the existing row, or the row an earlier spec of the same batch
+    inserted; None if neither is visible yet (a concurrent commit), which the caller
+    asks for again. A row count that does not match the specs raises: a job given
+    another's row would be worse than no job.
     """
     plain = iter([r for r in rows if not r[0] and r[_KEY] is None])
     fresh = {r[_KEY]: r for r in rows if not r[0] and r[_KEY] is not None}

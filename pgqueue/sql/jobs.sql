@@ -24,9 +24,16 @@ FROM (SELECT DISTINCT queue FROM inserted WHERE state = 'available') AS a
 -- committed by a concurrent transaction after this statement's snapshot is not visible
 -- to the second branch; the client asks again for those (see _engine.insert_jobs).
 -- Windows are measured on the database's clock.
+-- Ids are drawn in input order, each job's from the identity's sequence as the input is
+-- read (a volatile function in the target list is evaluated after the ORDER BY), and
+-- inserted explicitly: the INSERT takes rows in another order (below), and jobs of one
+-- batch share scheduled_at, so their ids are the order workers claim them in. A job
+-- skipped by ON CONFLICT leaves its id unused, a gap; an id a row already has fails the
+-- statement on the primary key, as the identity's default would.
 -- Workers of the queues given available jobs are notified (at commit), once per queue.
 WITH input AS (
     SELECT i.*,
+           nextval(s.seq) AS id,
            COALESCE(i.at, now() + make_interval(secs => COALESCE(i.delay, 0))) AS due,
            CASE
                WHEN i.unique_key IS NULL THEN NULL
@@ -42,18 +49,23 @@ WITH input AS (
                (e->>11)::numeric AS base, (e->>12)::bigint AS period_ms, ord
         FROM jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS x(e, ord)
     ) AS i
+    -- The sequence looked up once, as in reserve_job_ids.
+    CROSS JOIN (SELECT pg_get_serial_sequence(%(table)s, 'id')::regclass OFFSET 0) AS s(seq)
+    ORDER BY i.ord
 ), inserted AS (
     INSERT INTO {schema}.pgqueue_jobs AS j
-        (state, queue, worker, args, meta, tags, priority, max_attempts, scheduled_at,
+        (id, state, queue, worker, args, meta, tags, priority, max_attempts, scheduled_at,
          unique_key, unique_states, unique_range)
-    SELECT CASE WHEN due > now() THEN 'scheduled' ELSE 'available' END::{schema}.pgqueue_state,
+    SELECT id,
+           CASE WHEN due > now() THEN 'scheduled' ELSE 'available' END::{schema}.pgqueue_state,
            queue, worker, args, meta, tags::text[], priority, max_attempts, due,
            unique_key, unique_states::{schema}.pgqueue_state[], window_range
     FROM input
     -- Jobs that are not unique in input order, then unique ones in key order: a job
     -- that meets a live duplicate in another transaction waits for it, so every batch
     -- must take its keys in one order, or two batches of the same keys in different
-    -- orders would each hold a key the other waits for (a deadlock).
+    -- orders would each hold a key the other waits for (a deadlock). Their ids were
+    -- drawn in input order (above), whatever order they are inserted in.
     ORDER BY unique_key COLLATE "C" NULLS FIRST, ord
     ON CONFLICT ON CONSTRAINT pgqueue_jobs_unique DO NOTHING
     RETURNING id, state, inserted_at, scheduled_at, unique_key, queue

@@ -10,7 +10,7 @@ import pytest
 from psycopg import sql
 
 import pgqueue
-from pgqueue._engine import COPY_FROM
+from pgqueue._engine import COPY_FROM, Engine, insert_params
 from tests.helpers import wait_for
 
 
@@ -41,29 +41,36 @@ def _rows(db: psycopg.Connection) -> list[tuple]:
     return db.execute("SELECT id, worker, args FROM pgqueue_jobs ORDER BY id").fetchall()
 
 
-def _batch() -> list[pgqueue.JobSpec]:
-    # ids 1, 2, 3 in input order: the plain job in the middle takes the restored id 2.
-    return [Once.new({"k": 1}), Plain.new({"n": 1}), Plain.new({"n": 2})]
+def _batch(taker: str = "plain") -> list[pgqueue.JobSpec]:
+    """Three jobs, which draw ids 1, 2, 3 in input order: the one in the middle, plain or
+    unique as ``taker`` says, draws the restored id 2."""
+    middle = Plain.new({"n": 1}) if taker == "plain" else Once.new({"k": 2})
+    return [Once.new({"k": 1}), middle, Plain.new({"n": 2})]
+
+
+def _last_id(db: psycopg.Connection, schema: str) -> int | None:
+    """The last id the jobs' identity handed out (None: none yet)."""
+    return db.execute(
+        "SELECT pg_sequence_last_value(pg_get_serial_sequence(%s, 'id')::regclass)",
+        (f"{schema}.pgqueue_jobs",),
+    ).fetchone()[0]
 
 
 @pytest.mark.parametrize("api", ["sync", "async"])
-@pytest.mark.parametrize(
-    "specs",
-    [
-        _batch(),
-        [Plain.new({"n": 0}), Once.new({"k": 1}), Plain.new({"n": 2})],  # the unique job's id
-    ],
-    ids=["plain-takes-it", "unique-takes-it"],
-)
+@pytest.mark.parametrize("taker", ["plain", "unique"], ids=["plain-takes-it", "unique-takes-it"])
 def test_a_taken_id_in_a_unique_batch_raises_and_inserts_nothing(
-    client: pgqueue.Client, db, schema: str, api: str, specs
+    client: pgqueue.Client, db, schema: str, api: str, taker: str
 ) -> None:
     # ON CONFLICT without an arbiter also swallowed the primary key's clash: the job
     # that drew the taken id was dropped (or retried under another), the batch's other
     # rows committed, and the rows were matched to the wrong specs or the enqueue failed
-    # with an error that said nothing of why. The primary key is no arbiter now.
+    # with an error that said nothing of why. The primary key is no arbiter now. A
+    # unique job's row can meet the arbiter, a plain one's never: either must raise
+    # when it is the one that draws the taken id.
+    specs = _batch(taker)
     _take_id(db, 2)
     before = _rows(db)
+    assert _last_id(db, schema) is None  # the batch draws from 1
     with pytest.raises(psycopg.errors.UniqueViolation) as info:
         if api == "sync":
             client.enqueue_many(specs)
@@ -86,6 +93,7 @@ def test_a_taken_id_in_a_unique_batch_raises_and_inserts_nothing(
         ).format(sql.Literal(f"{schema}.pgqueue_jobs"))
     )
     jobs = client.enqueue_many(specs)
+    assert [j.id for j in jobs] == [3, 4, 5]  # in input order: the middle job drew 2 above
     stored = {r[0]: (r[1], r[2]) for r in _rows(db)}
     assert [stored[j.id] for j in jobs] == [(s.worker, s.args) for s in specs]
     assert len(stored) == len(before) + len(specs)
@@ -169,3 +177,46 @@ def test_batches_of_the_same_keys_in_different_orders_do_not_deadlock(
     # Each key was inserted by exactly one of the two.
     inserted = [(j.args["k"], name) for name in outcomes for j in outcomes[name] if not j.conflict]
     assert sorted(k for k, _ in inserted) == [1, 2, 3]
+
+
+def _claim_order(client: pgqueue.Client, count: int) -> list[int]:
+    """The ids of the next ``count`` jobs of the queue, one claim each (the node's own)."""
+
+    async def main() -> list[int]:
+        engine = Engine(await client.apool(), client.schema)
+        order = []
+        for _ in range(count):
+            (job,) = await engine.fetch_jobs("conflicts", 1, "claimer")
+            order.append(job.id)
+        return order
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_a_batch_of_plain_and_unique_jobs_is_claimed_in_the_order_given(
+    client: pgqueue.Client, db, api: str
+) -> None:
+    # Jobs of one batch share scheduled_at, so the claim (priority, scheduled_at, id)
+    # runs them in id order. A batch's unique rows are inserted in key order (against
+    # deadlocks); drawing their ids as inserted, they ran after the batch's plain jobs,
+    # in hash order. Here the keys sort against the order given, and one key comes
+    # twice: its second job draws an id it never uses, a gap, not a reordering.
+    unique = sorted(
+        (Once.new({"k": k}) for k in range(3)),
+        key=lambda s: insert_params(client.queries, [s])[1][0],
+        reverse=True,
+    )
+    specs = [unique[0], Plain.new({"n": 0}), unique[1], Plain.new({"n": 1}), unique[0], unique[2]]
+    if api == "sync":
+        jobs = client.enqueue_many(specs)
+    else:
+        jobs = asyncio.run(client.enqueue_many_async(specs))
+    assert [j.conflict for j in jobs] == [False, False, False, False, True, False]
+    assert jobs[4].id == jobs[0].id
+    made = [j.id for j in jobs if not j.conflict]
+    assert made == [1, 2, 3, 4, 6], "ids not drawn in the order given"
+    stored = dict(db.execute("SELECT id, args FROM pgqueue_jobs").fetchall())
+    given = [s.args for s, j in zip(specs, jobs, strict=True) if not j.conflict]
+    assert [stored[i] for i in made] == given
+    assert _claim_order(client, len(made)) == made
