@@ -8,14 +8,14 @@ transaction and neither commits nor opens a pool; workers are woken when it comm
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import threading
 import weakref
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from typing import Any
 
 import psycopg
+from psycopg import pq
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from . import _admin, _engine
@@ -62,6 +62,12 @@ def check_schema(schema: object) -> str:
     return schema
 
 
+# A connection may be finished when it is idle: no statement in flight, no transaction
+# open (UNKNOWN: already broken). An INSERT that was sent and is finished before its
+# result arrives may still commit, while its caller sees an error and enqueues again.
+_FINISHABLE = (pq.TransactionStatus.IDLE, pq.TransactionStatus.UNKNOWN)
+
+
 class _LoopPool:
     """One event loop's async pool, closed when its loop ends.
 
@@ -71,30 +77,42 @@ class _LoopPool:
     makes them (``configure``) and closed without a loop (libpq's finish) when the loop
     shuts down its async generators: ``asyncio.run`` does, after cancelling every task,
     the pool's workers among them, which leaves the pool's own close unable to finish.
-    A loop closed without that is found at the Client's next new pool or ``close()``.
+
+    That shutdown closes every async generator at once, the user's too, and one whose
+    ``finally`` enqueues may be in the middle of its INSERT then: only idle connections
+    are finished, a busy one when its enqueue hands it back, or, at the latest, once its
+    loop is closed (nothing can await it any more), at the Client's next new pool or
+    ``close()``. From then on the pool is ``ended``: it hands out no connection (its
+    workers, which would make new ones, are gone), an enqueue on its loop runs on a
+    connection of its own, and the entry stays in the Client until its loop is closed,
+    so that a generator closed after the clean-up opens no pool the loop would never
+    close (nor does one making the loop's first enqueue: see ``Client._open_apool``).
+    A loop closed without that shutdown is found at the Client's next new pool or
+    ``close()`` too.
     """
 
     pool: AsyncConnectionPool[AsyncPoolConnection]
 
-    def __init__(self) -> None:
+    def __init__(self, *, ended: bool = False) -> None:
         self.conns: weakref.WeakSet[AsyncPoolConnection] = weakref.WeakSet()
+        self.ended = ended
         self._guard: AsyncGenerator[None, None] | None = None
 
     async def track(self, conn: AsyncPoolConnection) -> None:
         """The pool's ``configure``: remember each connection it makes."""
         self.conns.add(conn)
 
-    async def watch(self, forget: Callable[[], None]) -> None:
-        """Retire the pool (after ``forget``) when the running loop shuts down its async
-        generators. The generator is kept here: collected, it would end at once."""
-        self._guard = self._until_shutdown(forget)
+    async def watch(self) -> None:
+        """End the pool when the running loop shuts down its async generators. The
+        generator is kept here: collected, it would end at once."""
+        self._guard = self._until_shutdown()
         await self._guard.asend(None)
 
-    async def _until_shutdown(self, forget: Callable[[], None]) -> AsyncGenerator[None, None]:
+    async def _until_shutdown(self) -> AsyncGenerator[None, None]:
         try:
             yield
         finally:
-            forget()
+            self.ended = True
             self.retire()
 
     async def end(self) -> None:
@@ -103,11 +121,29 @@ class _LoopPool:
         if self._guard is not None:
             await self._guard.aclose()
 
-    def retire(self) -> None:
-        """Close every connection of the pool that is still open, without a loop."""
+    def retire(self, *, force: bool = False) -> None:
+        """Close, without a loop, the pool's connections that are open and idle; with
+        ``force`` (the loop is closed) all of them."""
         for conn in list(self.conns):
-            if not conn.closed:
-                conn.pgconn.finish()
+            if force:
+                if not conn.closed:
+                    conn.pgconn.finish()
+            else:
+                _finish_idle(conn)
+
+    async def give_back(self, conn: AsyncPoolConnection) -> None:
+        """Return ``conn``, out when the loop ended, to the pool, and finish it unless a
+        caller waiting in the pool since before takes it over."""
+        spare = not self.pool.get_stats().get("requests_waiting")
+        await self.pool.putconn(conn)
+        if spare:
+            _finish_idle(conn)
+
+
+def _finish_idle(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Close ``conn`` without a loop if it is open and idle (``_FINISHABLE``)."""
+    if not conn.closed and conn.pgconn.transaction_status in _FINISHABLE:
+        conn.pgconn.finish()
 
 
 class Client:
@@ -169,17 +205,35 @@ class Client:
 
     async def apool(self) -> AsyncConnectionPool[AsyncPoolConnection]:
         """The async pool of the running event loop, opened on first use and closed
-        with the loop (see ``_LoopPool``)."""
+        with the loop (see ``_LoopPool``). Refused once the loop has shut down its
+        async generators (it is ending): enqueues still work then, one connection each."""
+        entry = await self._loop_pool()
+        if entry.ended:
+            raise RuntimeError(
+                "pgqueue: this event loop has shut down its async generators (it is "
+                "ending), so its pool is closed; enqueue still works, or use a "
+                "connection of your own"
+            )
+        return entry.pool
+
+    async def _loop_pool(self) -> _LoopPool:
         loop = asyncio.get_running_loop()
         entry = self._apools.get(loop)
         if entry is None:
             entry = await self._open_apool(loop)
-        return entry.pool
+        return entry
 
     async def _open_apool(self, loop: asyncio.AbstractEventLoop) -> _LoopPool:
         """A new pool for ``loop``, unless another coroutine of the loop made one while
         this one waited for its connections: then that one, and this one is closed."""
         self._retire_ended_loops()
+        if getattr(loop, "_asyncgens_shutdown_called", False):
+            # The loop's first enqueue, from an async generator closed as the loop
+            # ends: a pool opened now would outlive the loop (its watch comes too late
+            # to be closed). asyncio has no public word for this state; a loop without
+            # the attribute opens its pool, closed at the Client's next pool or close().
+            entry = self._apools[loop] = _LoopPool(ended=True)
+            return entry
         entry = _LoopPool()
         pool = AsyncConnectionPool(
             self.dsn,
@@ -210,7 +264,7 @@ class Client:
             return winner
         entry.pool = pool
         self._apools[loop] = entry
-        await entry.watch(functools.partial(self._forget_apool, loop, entry))
+        await entry.watch()
         return entry
 
     def _forget_apool(self, loop: asyncio.AbstractEventLoop, entry: _LoopPool) -> None:
@@ -218,12 +272,22 @@ class Client:
             del self._apools[loop]
 
     def _retire_ended_loops(self) -> None:
-        """Close the connections of pools whose event loop was closed without shutting
-        down its async generators (so ``_LoopPool.watch`` never heard of it)."""
+        """Forget the pools of closed event loops and close whatever connections they
+        left open: all of them if the loop was closed without shutting down its async
+        generators (so ``_LoopPool.watch`` never heard of it), else those busy then."""
         for loop, entry in list(self._apools.items()):
             if loop.is_closed():
                 self._forget_apool(loop, entry)
-                entry.retire()
+                entry.retire(force=True)
+
+    async def _connect_alone(self) -> psycopg.AsyncConnection[Any]:
+        """A connection of its own, for an enqueue on a loop whose pool has ended."""
+        try:
+            return await psycopg.AsyncConnection.connect(
+                self.dsn, autocommit=True, connect_timeout=self._timeout_s()
+            )
+        except Exception as exc:
+            raise unavailable(exc, self.dsn) from None
 
     def _timeout_s(self) -> int:
         return max(1, round(self._connect_timeout))
@@ -236,8 +300,10 @@ class Client:
         self._retire_ended_loops()
 
     async def aclose(self) -> None:
-        entry = self._apools.pop(asyncio.get_running_loop(), None)
-        if entry is not None:
+        loop = asyncio.get_running_loop()
+        entry = self._apools.get(loop)
+        if entry is not None and not entry.ended:  # an ended one stays (see _LoopPool)
+            self._forget_apool(loop, entry)
             await entry.end()
         self.close()
 
@@ -304,12 +370,19 @@ class Client:
             return []
         if conn is not None:
             return await _engine.insert_jobs_async(conn, self.queries, specs)
-        pool = await self.apool()
+        entry = await self._loop_pool()
+        if entry.ended:
+            async with await self._connect_alone() as alone:
+                return await _engine.insert_jobs_async(alone, self.queries, specs)
+        pool = entry.pool
         c = await pool.getconn()  # as in enqueue_many
         try:
             return await _engine.insert_jobs_async(c, self.queries, specs, kept=True)
         finally:
-            await pool.putconn(c)
+            if entry.ended:  # the loop shut down its generators while the statement ran
+                await entry.give_back(c)
+            else:
+                await pool.putconn(c)
 
     def _copy_many(self, count: int, chunks: Iterable[Sequence[JobSpec]], form: str) -> list[Job]:
         """``Worker.enqueue_many``'s streamed batch: ``count`` jobs, none unique, whose
@@ -320,9 +393,18 @@ class Client:
     async def _copy_many_async(
         self, count: int, chunks: Iterable[Sequence[JobSpec]], form: str
     ) -> list[Job]:
-        pool = await self.apool()
-        async with pool.connection() as c:
+        entry = await self._loop_pool()
+        if entry.ended:
+            async with await self._connect_alone() as alone:
+                return await _engine.copy_jobs_async(alone, self.queries, count, chunks, form)
+        c = await entry.pool.getconn()  # autocommit: copy_jobs_async commits its own
+        try:
             return await _engine.copy_jobs_async(c, self.queries, count, chunks, form)
+        finally:
+            if entry.ended:  # as in enqueue_many_async
+                await entry.give_back(c)
+            else:
+                await entry.pool.putconn(c)
 
     # ---- queue control and cancellation (every node, through the database) ---------
 
