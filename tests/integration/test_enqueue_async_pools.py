@@ -43,6 +43,23 @@ def _backends(db: psycopg.Connection, name: str) -> int:
     ).fetchone()[0]
 
 
+def _wait_for_backends(db: psycopg.Connection, name: str, count: int, what: str) -> None:
+    """Wait, with a deadline, for ``count`` backends of the Client tagged ``name``.
+
+    A closed connection's backend leaves pg_stat_activity when its process has exited,
+    after the close returned (one that opens is there before its connect returns), so
+    a count taken after a close lags under load: it is waited for, never read once."""
+    wait_for(lambda: _backends(db, name) == count, what=f"{count} backend(s): {what}")
+
+
+async def _await_backends(db: psycopg.Connection, name: str, count: int, what: str) -> None:
+    """``_wait_for_backends`` from a running event loop."""
+    await await_for(
+        lambda: asyncio.to_thread(lambda: _backends(db, name) == count),
+        what=f"{count} backend(s): {what}",
+    )
+
+
 def test_asyncio_run_after_asyncio_run_leaves_no_connections(tagged, db) -> None:
     # Each asyncio.run made a pool of its own loop, kept by the Client (with its
     # connections) after the loop had ended: one more open backend per run.
@@ -67,7 +84,7 @@ def test_a_loop_closed_by_hand_is_cleaned_up_by_the_next_pool(tagged, db) -> Non
             task.cancel()
         loop.run_until_complete(asyncio.sleep(0))
         loop.close()
-    assert _backends(db, name) == 1  # only the last loop's
+    _wait_for_backends(db, name, 1, "only the last loop's")
     client.close()
     wait_for(lambda: _backends(db, name) == 0, what="the closed loop's connections closed")
 
@@ -77,30 +94,29 @@ def test_first_calls_racing_on_one_loop_share_one_pool(tagged, db) -> None:
     # one's was overwritten in the Client and never closed.
     client, name = tagged
 
-    async def main() -> tuple[object, object, int]:
+    async def main() -> tuple[object, object]:
         a, b = await asyncio.gather(client.apool(), client.apool())
         await Plain.enqueue_async({}, client=client)
-        return a, b, _backends(db, name)
+        await _await_backends(db, name, 1, "the one pool's, the other closed")
+        return a, b
 
-    a, b, during = asyncio.run(main())
-    assert a is b and during == 1
+    a, b = asyncio.run(main())
+    assert a is b
     wait_for(lambda: _backends(db, name) == 0, what="the loop's pool closed")
 
 
 def test_aclose_closes_the_loops_pool_and_a_new_one_follows(tagged, db) -> None:
     client, name = tagged
 
-    async def main() -> list[int]:
-        seen = []
+    async def main() -> None:
         await Plain.enqueue_async({}, client=client)
-        seen.append(_backends(db, name))
+        await _await_backends(db, name, 1, "the loop's pool")
         await client.aclose()
-        seen.append(_backends(db, name))
+        await _await_backends(db, name, 0, "the pool closed")
         await Plain.enqueue_async({}, client=client)  # a new pool for the same loop
-        seen.append(_backends(db, name))
-        return seen
+        await _await_backends(db, name, 1, "the loop's new pool")
 
-    assert asyncio.run(main()) == [1, 0, 1]
+    asyncio.run(main())
     wait_for(lambda: _backends(db, name) == 0, what="the second pool closed with the loop")
 
 
