@@ -10,12 +10,10 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-import weakref
-from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import psycopg
-from psycopg import pq
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from . import _admin, _engine
@@ -24,6 +22,7 @@ from ._coordination import control_channel
 from ._dsn import describe, resolve_dsn, unavailable
 from ._errors import ConfigError
 from ._job import Job, JobSpec
+from ._loop_pool import LoopPool
 from ._worker import Worker
 from .sql import queries
 
@@ -62,90 +61,6 @@ def check_schema(schema: object) -> str:
     return schema
 
 
-# A connection may be finished when it is idle: no statement in flight, no transaction
-# open (UNKNOWN: already broken). An INSERT that was sent and is finished before its
-# result arrives may still commit, while its caller sees an error and enqueues again.
-_FINISHABLE = (pq.TransactionStatus.IDLE, pq.TransactionStatus.UNKNOWN)
-
-
-class _LoopPool:
-    """One event loop's async pool, closed when its loop ends.
-
-    An ended loop (``asyncio.run`` returned) can no longer run the pool's close, so its
-    connections would stay open as long as the Client: one pool more for every
-    ``asyncio.run`` of an enqueue. The pool's connections are therefore tracked as it
-    makes them (``configure``) and closed without a loop (libpq's finish) when the loop
-    shuts down its async generators: ``asyncio.run`` does, after cancelling every task,
-    the pool's workers among them, which leaves the pool's own close unable to finish.
-
-    That shutdown closes every async generator at once, the user's too, and one whose
-    ``finally`` enqueues may be in the middle of its INSERT then: only idle connections
-    are finished, a busy one when its enqueue hands it back, or, at the latest, once its
-    loop is closed (nothing can await it any more), at the Client's next new pool or
-    ``close()``. From then on the pool is ``ended``: it hands out no connection (its
-    workers, which would make new ones, are gone), an enqueue on its loop runs on a
-    connection of its own, and the entry stays in the Client until its loop is closed,
-    so that a generator closed after the clean-up opens no pool the loop would never
-    close (nor does one making the loop's first enqueue: see ``Client._open_apool``).
-    A loop closed without that shutdown is found at the Client's next new pool or
-    ``close()`` too.
-    """
-
-    pool: AsyncConnectionPool[AsyncPoolConnection]
-
-    def __init__(self, *, ended: bool = False) -> None:
-        self.conns: weakref.WeakSet[AsyncPoolConnection] = weakref.WeakSet()
-        self.ended = ended
-        self._guard: AsyncGenerator[None, None] | None = None
-
-    async def track(self, conn: AsyncPoolConnection) -> None:
-        """The pool's ``configure``: remember each connection it makes."""
-        self.conns.add(conn)
-
-    async def watch(self) -> None:
-        """End the pool when the running loop shuts down its async generators. The
-        generator is kept here: collected, it would end at once."""
-        self._guard = self._until_shutdown()
-        await self._guard.asend(None)
-
-    async def _until_shutdown(self) -> AsyncGenerator[None, None]:
-        try:
-            yield
-        finally:
-            self.ended = True
-            self.retire()
-
-    async def end(self) -> None:
-        """Close the pool while its loop still runs (``Client.aclose``)."""
-        await self.pool.close()
-        if self._guard is not None:
-            await self._guard.aclose()
-
-    def retire(self, *, force: bool = False) -> None:
-        """Close, without a loop, the pool's connections that are open and idle; with
-        ``force`` (the loop is closed) all of them."""
-        for conn in list(self.conns):
-            if force:
-                if not conn.closed:
-                    conn.pgconn.finish()
-            else:
-                _finish_idle(conn)
-
-    async def give_back(self, conn: AsyncPoolConnection) -> None:
-        """Return ``conn``, out when the loop ended, to the pool, and finish it unless a
-        caller waiting in the pool since before takes it over."""
-        spare = not self.pool.get_stats().get("requests_waiting")
-        await self.pool.putconn(conn)
-        if spare:
-            _finish_idle(conn)
-
-
-def _finish_idle(conn: psycopg.AsyncConnection[Any]) -> None:
-    """Close ``conn`` without a loop if it is open and idle (``_FINISHABLE``)."""
-    if not conn.closed and conn.pgconn.transaction_status in _FINISHABLE:
-        conn.pgconn.finish()
-
-
 class Client:
     """Entry point for enqueueing; cheap to construct, pools open lazily.
 
@@ -170,7 +85,7 @@ class Client:
         self._connect_timeout = connect_timeout
         self._lock = threading.Lock()
         self._pool: ConnectionPool[PoolConnection] | None = None
-        self._apools: dict[asyncio.AbstractEventLoop, _LoopPool] = {}
+        self._apools: dict[asyncio.AbstractEventLoop, LoopPool] = {}
 
     def __repr__(self) -> str:
         return f"<pgqueue.Client {describe(self.dsn)} schema={self.schema}>"
@@ -205,7 +120,7 @@ class Client:
 
     async def apool(self) -> AsyncConnectionPool[AsyncPoolConnection]:
         """The async pool of the running event loop, opened on first use and closed
-        with the loop (see ``_LoopPool``). Refused once the loop has shut down its
+        with the loop (see ``LoopPool``). Refused once the loop has shut down its
         async generators (it is ending): enqueues still work then, one connection each."""
         entry = await self._loop_pool()
         if entry.ended:
@@ -216,14 +131,14 @@ class Client:
             )
         return entry.pool
 
-    async def _loop_pool(self) -> _LoopPool:
+    async def _loop_pool(self) -> LoopPool:
         loop = asyncio.get_running_loop()
         entry = self._apools.get(loop)
         if entry is None:
             entry = await self._open_apool(loop)
         return entry
 
-    async def _open_apool(self, loop: asyncio.AbstractEventLoop) -> _LoopPool:
+    async def _open_apool(self, loop: asyncio.AbstractEventLoop) -> LoopPool:
         """A new pool for ``loop``, unless another coroutine of the loop made one while
         this one waited for its connections: then that one, and this one is closed."""
         self._retire_ended_loops()
@@ -232,9 +147,9 @@ class Client:
             # ends: a pool opened now would outlive the loop (its watch comes too late
             # to be closed). asyncio has no public word for this state; a loop without
             # the attribute opens its pool, closed at the Client's next pool or close().
-            entry = self._apools[loop] = _LoopPool(ended=True)
+            entry = self._apools[loop] = LoopPool(ended=True)
             return entry
-        entry = _LoopPool()
+        entry = LoopPool()
         pool = AsyncConnectionPool(
             self.dsn,
             connection_class=AsyncPoolConnection,
@@ -267,14 +182,14 @@ class Client:
         await entry.watch()
         return entry
 
-    def _forget_apool(self, loop: asyncio.AbstractEventLoop, entry: _LoopPool) -> None:
+    def _forget_apool(self, loop: asyncio.AbstractEventLoop, entry: LoopPool) -> None:
         if self._apools.get(loop) is entry:
             del self._apools[loop]
 
     def _retire_ended_loops(self) -> None:
         """Forget the pools of closed event loops and close whatever connections they
         left open: all of them if the loop was closed without shutting down its async
-        generators (so ``_LoopPool.watch`` never heard of it), else those busy then."""
+        generators (so ``LoopPool.watch`` never heard of it), else those busy then."""
         for loop, entry in list(self._apools.items()):
             if loop.is_closed():
                 self._forget_apool(loop, entry)
@@ -302,7 +217,7 @@ class Client:
     async def aclose(self) -> None:
         loop = asyncio.get_running_loop()
         entry = self._apools.get(loop)
-        if entry is not None and not entry.ended:  # an ended one stays (see _LoopPool)
+        if entry is not None and not entry.ended:  # an ended one stays (see LoopPool)
             self._forget_apool(loop, entry)
             await entry.end()
         self.close()
