@@ -21,7 +21,7 @@ from ._connections import AsyncPoolConnection, PoolConnection, restore, restore_
 from ._coordination import control_channel
 from ._dsn import describe, resolve_dsn, unavailable
 from ._errors import ConfigError
-from ._job import Job, JobSpec
+from ._job import Job, JobSpec, check_text
 from ._loop_pool import LoopPool
 from ._worker import Worker
 from .sql import queries
@@ -45,12 +45,10 @@ def check_schema(schema: object) -> str:
     silently truncates it. A longer name would let the Client be built and every enqueue
     fail (or nodes miss every control message), so it is refused here, counted in UTF-8
     bytes as the server counts."""
-    if not isinstance(schema, str) or not schema or "\x00" in schema:
-        raise ConfigError(f"schema must be a non-empty name without NUL, got {schema!r}")
-    try:
-        size = len(schema.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise ConfigError(f"schema must be text UTF-8 can encode, got {schema!r}") from None
+    if not isinstance(schema, str) or not schema:
+        raise ConfigError(f"schema must be a non-empty name, got {schema!r}")
+    check_text(schema, f"schema {schema!r}")
+    size = len(schema.encode("utf-8"))
     if size > SCHEMA_MAX_BYTES:
         raise ConfigError(
             f"schema must be at most {SCHEMA_MAX_BYTES} bytes in UTF-8, got {schema!r} "
@@ -97,16 +95,9 @@ class Client:
         with self._lock:
             if self._pool is None:
                 pool = ConnectionPool(
-                    self.dsn,
-                    connection_class=PoolConnection,
-                    check=restore,
-                    min_size=self._min_size,
-                    max_size=self._max_size,
-                    open=False,
-                    kwargs={"autocommit": True},
-                    timeout=self._connect_timeout,
-                    name="pgqueue-sync",
-                )
+                    self.dsn, connection_class=PoolConnection, check=restore,
+                    name="pgqueue-sync", **self._pool_options(),
+                )  # fmt: skip
                 try:
                     # A direct first connection reports the real reason (refused, bad
                     # password, no such database) at once instead of a pool timeout.
@@ -151,17 +142,9 @@ class Client:
             return entry
         entry = LoopPool()
         pool = AsyncConnectionPool(
-            self.dsn,
-            connection_class=AsyncPoolConnection,
-            configure=entry.track,
-            check=restore_async,
-            min_size=self._min_size,
-            max_size=self._max_size,
-            open=False,
-            kwargs={"autocommit": True},
-            timeout=self._connect_timeout,
-            name="pgqueue-async",
-        )
+            self.dsn, connection_class=AsyncPoolConnection, check=restore_async,
+            configure=entry.track, name="pgqueue-async", **self._pool_options(),
+        )  # fmt: skip
         try:
             first = await psycopg.AsyncConnection.connect(
                 self.dsn, connect_timeout=self._timeout_s()
@@ -203,6 +186,14 @@ class Client:
             )
         except Exception as exc:
             raise unavailable(exc, self.dsn) from None
+
+    def _pool_options(self) -> dict[str, Any]:
+        """What the sync pool and each loop's async pool share: sizes, autocommit
+        connections, opened by the caller (after a direct first connection)."""
+        return {
+            "min_size": self._min_size, "max_size": self._max_size, "open": False,
+            "kwargs": {"autocommit": True}, "timeout": self._connect_timeout,
+        }  # fmt: skip
 
     def _timeout_s(self) -> int:
         return max(1, round(self._connect_timeout))
@@ -289,15 +280,11 @@ class Client:
         if entry.ended:
             async with await self._connect_alone() as alone:
                 return await _engine.insert_jobs_async(alone, self.queries, specs)
-        pool = entry.pool
-        c = await pool.getconn()  # as in enqueue_many
+        c = await entry.pool.getconn()  # as in enqueue_many
         try:
             return await _engine.insert_jobs_async(c, self.queries, specs, kept=True)
         finally:
-            if entry.ended:  # the loop shut down its generators while the statement ran
-                await entry.give_back(c)
-            else:
-                await pool.putconn(c)
+            await entry.release(c)  # the loop may have shut down while the statement ran
 
     def _copy_many(self, count: int, chunks: Iterable[Sequence[JobSpec]], form: str) -> list[Job]:
         """``Worker.enqueue_many``'s streamed batch: ``count`` jobs, none unique, whose
@@ -316,10 +303,7 @@ class Client:
         try:
             return await _engine.copy_jobs_async(c, self.queries, count, chunks, form)
         finally:
-            if entry.ended:  # as in enqueue_many_async
-                await entry.give_back(c)
-            else:
-                await entry.pool.putconn(c)
+            await entry.release(c)
 
     # ---- queue control and cancellation (every node, through the database) ---------
 

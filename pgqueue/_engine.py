@@ -136,10 +136,16 @@ def plain_params(q: Queries, specs: Sequence[JobSpec]) -> dict[str, Any]:
 COPY_FROM = 500
 
 
-def _copy_allowed(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
-    """Whether a batch on ``conn`` may use COPY: not in pipeline mode (a caller's
-    ``with conn.pipeline():``), where libpq refuses it; the statement path works there."""
-    return conn.pgconn.pipeline_status == pq.PipelineStatus.OFF
+def _by_copy(
+    conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any], specs: Sequence[JobSpec]
+) -> bool:
+    """Whether a batch of ``COPY_FROM`` or more jobs takes COPY in ``insert_jobs``: none
+    unique, on a connection not in pipeline mode (a caller's ``with conn.pipeline():``),
+    where libpq refuses COPY; the statement path works there. (copy_jobs explains an id
+    clash itself.)"""
+    return conn.pgconn.pipeline_status == pq.PipelineStatus.OFF and all(
+        s.unique is None for s in specs
+    )
 
 
 def _reserve_params(q: Queries, count: int) -> dict[str, Any]:
@@ -469,13 +475,13 @@ def insert_jobs(
     """Insert ``specs`` on ``conn`` in one statement (more only for racing unique jobs).
     ``kept``: ``conn`` is the Client's own checkout, on which a single job may skip the
     cursor (see ``_connections``)."""
+    if len(specs) >= COPY_FROM and _by_copy(conn, specs):
+        return copy_jobs(conn, q, len(specs), _chunks(specs), copy_form(specs))
     try:
         if len(specs) == 1 and specs[0].unique is None:
             return [_single_job(specs[0], fetch_one(conn, kept, *_single(q, specs[0])))]
         if any(s.unique is not None for s in specs):
             return _insert_unique(conn, q, specs)
-        if len(specs) >= COPY_FROM and _copy_allowed(conn):
-            return copy_jobs(conn, q, len(specs), _chunks(specs), copy_form(specs))
         with conn.cursor(row_factory=tuple_row) as cur:
             cur.execute(q.insert_jobs_plain, plain_params(q, specs))
             return plain_jobs(specs, cur.fetchone())
@@ -511,14 +517,14 @@ async def insert_jobs_async(
     kept: bool = False,
 ) -> list[Job]:
     """``insert_jobs`` for an ``AsyncConnection``."""
+    if len(specs) >= COPY_FROM and _by_copy(conn, specs):
+        return await copy_jobs_async(conn, q, len(specs), _chunks(specs), copy_form(specs))
     try:
         if len(specs) == 1 and specs[0].unique is None:
             row = await fetch_one_async(conn, kept, *_single(q, specs[0]))
             return [_single_job(specs[0], row)]
         if any(s.unique is not None for s in specs):
             return await _insert_unique_async(conn, q, specs)
-        if len(specs) >= COPY_FROM and _copy_allowed(conn):
-            return await copy_jobs_async(conn, q, len(specs), _chunks(specs), copy_form(specs))
         async with conn.cursor(row_factory=tuple_row) as cur:
             await cur.execute(q.insert_jobs_plain, plain_params(q, specs))
             return plain_jobs(specs, await cur.fetchone())
@@ -552,7 +558,7 @@ def _explain_id_clash(exc: psycopg.errors.UniqueViolation, q: Queries) -> None:
     their own (a data-only restore, a copy from another database) and the identity was
     left behind them. Every enqueue that draws such an id fails (the statement, whole)
     until the identity is moved past them; psycopg's message names only the key."""
-    if exc.diag.constraint_name != "pgqueue_jobs_pkey" or getattr(exc, "__notes__", None):
+    if exc.diag.constraint_name != "pgqueue_jobs_pkey":
         return
     table = q.table("pgqueue_jobs")
     exc.add_note(

@@ -156,8 +156,10 @@ def check_jsonb(encoded: str, what: str) -> None:
             )
 
 
-def _check_text(value: str, what: str) -> None:
-    """The same for a text column: no NUL, and nothing UTF-8 cannot encode."""
+def check_text(value: str, what: str) -> None:
+    """The same for a text column (or a name: a worker's, a schema's): no NUL, which
+    PostgreSQL text cannot hold and libpq would cut a parameter at, and nothing UTF-8
+    cannot encode."""
     if "\x00" in value:
         raise ConfigError(f"{what} cannot be stored: PostgreSQL refuses the NUL character in text")
     try:
@@ -236,7 +238,7 @@ class JobSpec:
     ) -> JobSpec:
         if not isinstance(worker, str) or not 0 < len(worker) <= 255:
             raise ConfigError(f"worker must be a name of 1-255 characters, got {worker!r}")
-        _check_text(worker, "worker")
+        check_text(worker, "worker")
         args = {} if args is None else args
         if not isinstance(args, Mapping):
             raise ConfigError(f"args must be a JSON object (a dict), got {type(args).__name__}")
@@ -260,7 +262,7 @@ class JobSpec:
         if not all(isinstance(t, str) for t in tags):
             raise ConfigError(f"tags must be a list of strings, got {list(tags)!r}")
         for t in tags:
-            _check_text(t, "tags")
+            check_text(t, "tags")
         if scheduled_at is not None and schedule_in is not None:
             raise ConfigError("give scheduled_at or schedule_in, not both")
         if scheduled_at is not None and (

@@ -86,9 +86,12 @@ class LoopPool:
             else:
                 _finish_idle(conn)
 
-    async def give_back(self, conn: AsyncPoolConnection) -> None:
-        """Return ``conn``, out when the loop ended, to the pool, and finish it unless a
-        caller waiting in the pool since before takes it over."""
+    async def release(self, conn: AsyncPoolConnection) -> None:
+        """Return ``conn`` to the pool; if the loop ended while it was out, finish it
+        too, unless a caller waiting in the pool since before takes it over."""
+        if not self.ended:
+            await self.pool.putconn(conn)
+            return
         spare = not self.pool.get_stats().get("requests_waiting")
         await self.pool.putconn(conn)
         if spare:

@@ -113,24 +113,25 @@ def unreadable(job_id: int, attempt: int, reason: BaseException, at: datetime) -
     with why. No attempt could ever run it, and left available it would be claimed
     first again and again, stalling its queue."""
     message = f"the claimed row cannot be read: {_describe(reason)}"
-    error = {
-        "attempt": attempt,
-        "at": at.isoformat(),
-        "error": type(reason).__qualname__,
-        "message": _text(message, MAX_MESSAGE_CHARS),
-        "traceback": "",
-    }
-    return Transition(job_id, attempt, "discarded", error=error)
+    return Transition(job_id, attempt, "discarded", error=_entry(attempt, at, reason, message))
 
 
 def error_entry(job: Job, failure: Failure, at: datetime) -> dict[str, Any]:
     err = failure.error
+    traceback = _text(failure.traceback, MAX_TRACEBACK_CHARS, keep_end=True)
+    return _entry(job.attempt, at, err, _describe(err), traceback)
+
+
+def _entry(
+    attempt: int, at: datetime, err: BaseException, message: str, traceback: str = ""
+) -> dict[str, Any]:
+    """One element of a row's ``errors``."""
     return {
-        "attempt": job.attempt,
+        "attempt": attempt,
         "at": at.isoformat(),
         "error": type(err).__qualname__,
-        "message": _text(_describe(err), MAX_MESSAGE_CHARS),
-        "traceback": _text(failure.traceback, MAX_TRACEBACK_CHARS, keep_end=True),
+        "message": _text(message, MAX_MESSAGE_CHARS),
+        "traceback": traceback,
     }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._errors import ConfigError
+from ._job import check_text
 
 if TYPE_CHECKING:
     from ._worker import Worker
@@ -27,14 +28,7 @@ def check_name(name: object) -> str:
     another worker. Checked once, when the worker is defined."""
     if not isinstance(name, str) or not 0 < len(name) <= 255:
         raise ConfigError(f"a worker's name must be 1-255 characters of text, got {name!r}")
-    if "\x00" in name:
-        raise ConfigError(
-            f"worker name {name!r} holds a NUL character, which PostgreSQL cannot store"
-        )
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ConfigError(f"worker name {name!r} is not UTF-8 (an unpaired surrogate)") from None
+    check_text(name, f"worker name {name!r}")
     return name
 
 
