@@ -30,7 +30,7 @@ from ._connections import fetch_one, fetch_one_async
 from ._errors import ConfigError
 from ._job import Job, JobSpec, collector_paused
 from ._outcomes import Transition, unreadable
-from ._unique import period_ms, states_literal, unique_base, unique_key
+from ._unique import period_ms, states_literal, unique_key
 from .sql import Queries, queries
 
 _JOB_ORDER = tuple(f.name for f in fields(Job))
@@ -92,13 +92,13 @@ def insert_params(q: Queries, specs: Sequence[JobSpec]) -> tuple[dict[str, str],
         if s.unique is None:
             keys.append(None)
             rows.append([s.worker, s.queue, s.args, s.meta, tags, s.priority, s.max_attempts,
-                         at, s.schedule_in, None, None, None, None])  # fmt: skip
+                         at, s.schedule_in, None, None, None])  # fmt: skip
         else:
             key = unique_key(s.unique, worker=s.worker, queue=s.queue, args=s.args)
             keys.append(key)
             rows.append([s.worker, s.queue, s.args, s.meta, tags, s.priority, s.max_attempts,
                          at, s.schedule_in, key, states_literal(s.unique.states),
-                         unique_base(key), period_ms(s.unique)])  # fmt: skip
+                         period_ms(s.unique)])  # fmt: skip
     params = {"rows": _ENCODE(rows), "channel": channel(q.schema), "table": q.table("pgqueue_jobs")}
     return params, keys
 

@@ -4,9 +4,9 @@ Pure: a key is a digest of the worker, the queue (optional) and the chosen args.
 enqueues of one key are duplicates when the second comes less than ``period`` seconds
 after the first (a sliding window) while the first is in one of the chosen states;
 ``period=None`` means for as long as the first exists in those states. The database
-enforces it with an exclusion constraint (see migrations/0001), so concurrent inserts
-collapse to one row race-free: ``unique_base`` places each key on its own stretch of a
-number line, where the job's window [now, now + period) becomes a range.
+enforces it with an exclusion constraint over the key's digest and the job's window
+[now, now + period) (see migrations/0007), so concurrent inserts collapse to one row
+race-free.
 """
 
 from __future__ import annotations
@@ -71,11 +71,6 @@ class Unique:
             raise ConfigError(f"Unique(keys=...) must be a list of args keys, got {self.keys!r}")
 
 
-# A key's stretch of the number line is 10^16 wide: room for any window in milliseconds
-# since the epoch (about 1.8 * 10^12 today) plus any period.
-STRETCH = 10**16
-
-
 def unique_key(unique: Unique, *, worker: str, queue: str, args: Mapping[str, Any]) -> str:
     """The digest two duplicate enqueues share."""
     chosen = dict(args) if unique.keys is None else {k: args.get(k) for k in unique.keys}
@@ -88,16 +83,8 @@ def unique_key(unique: Unique, *, worker: str, queue: str, args: Mapping[str, An
     return hashlib.sha256(material.encode()).hexdigest()
 
 
-def unique_base(key: str) -> str:
-    """Where ``key``'s stretch starts (a decimal string: it exceeds 64 bits).
-
-    128 bits of the digest keep distinct keys apart for any practical number of jobs.
-    """
-    return str(int(key[:32], 16) * STRETCH)
-
-
 def period_ms(unique: Unique) -> int | None:
-    """The window in milliseconds; None for no time limit (the whole stretch)."""
+    """The window in milliseconds; None for no time limit (an unbounded window)."""
     return None if unique.period is None else max(1, math.ceil(unique.period * 1000))
 
 

@@ -14,7 +14,7 @@ FROM (SELECT DISTINCT queue FROM inserted WHERE state = 'available') AS a
 -- One statement for one job or a hundred thousand. The batch is one JSON document, an
 -- array of rows in input order: [worker, queue, args, meta, tags (a text[] literal),
 -- priority, max_attempts, scheduled_at, delay s, unique_key, unique_states (literal),
--- key base, period ms]. One parameter parses at C speed on both sides, where parallel
+-- period ms]. One parameter parses at C speed on both sides, where parallel
 -- arrays of strings cost more to escape than the insert itself.
 -- A unique job whose window overlaps an existing one of its key is skipped by ON
 -- CONFLICT (the exclusion constraint makes that race-free) and the existing row is
@@ -35,18 +35,25 @@ WITH input AS (
     SELECT i.*,
            nextval(s.seq) AS id,
            COALESCE(i.at, now() + make_interval(secs => COALESCE(i.delay, 0))) AS due,
+           -- The key's two halves, each a range of one point (see migrations/0007).
+           CASE WHEN i.unique_key IS NOT NULL THEN int8range(
+               ('x' || substr(i.unique_key, 1, 16))::bit(64)::bigint,
+               ('x' || substr(i.unique_key, 1, 16))::bit(64)::bigint, '[]') END AS key_hi,
+           CASE WHEN i.unique_key IS NOT NULL THEN int8range(
+               ('x' || substr(i.unique_key, 17, 16))::bit(64)::bigint,
+               ('x' || substr(i.unique_key, 17, 16))::bit(64)::bigint, '[]') END AS key_lo,
            CASE
                WHEN i.unique_key IS NULL THEN NULL
-               WHEN i.period_ms IS NULL THEN numrange(i.base, i.base + 10000000000000000)
-               ELSE numrange(i.base + floor(extract(epoch FROM now()) * 1000),
-                             i.base + floor(extract(epoch FROM now()) * 1000) + i.period_ms)
-           END AS window_range
+               WHEN i.period_ms IS NULL THEN '(,)'::int8range
+               ELSE int8range(floor(extract(epoch FROM now()) * 1000)::bigint,
+                              floor(extract(epoch FROM now()) * 1000)::bigint + i.period_ms)
+           END AS key_window
     FROM (
         SELECT e->>0 AS worker, e->>1 AS queue, e->2 AS args, e->3 AS meta,
                (e->>4)::text[] AS tags, (e->>5)::smallint AS priority,
                (e->>6)::integer AS max_attempts, (e->>7)::timestamptz AS at,
                (e->>8)::float8 AS delay, e->>9 AS unique_key, e->>10 AS unique_states,
-               (e->>11)::numeric AS base, (e->>12)::bigint AS period_ms, ord
+               (e->>11)::bigint AS period_ms, ord
         FROM jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS x(e, ord)
     ) AS i
     -- The sequence looked up once, as in reserve_job_ids.
@@ -55,11 +62,11 @@ WITH input AS (
 ), inserted AS (
     INSERT INTO {schema}.pgqueue_jobs AS j
         (id, state, queue, worker, args, meta, tags, priority, max_attempts, scheduled_at,
-         unique_key, unique_states, unique_range)
+         unique_key, unique_states, unique_key_hi, unique_key_lo, unique_window)
     SELECT id,
            CASE WHEN due > now() THEN 'scheduled' ELSE 'available' END::{schema}.pgqueue_state,
            queue, worker, args, meta, tags::text[], priority, max_attempts, due,
-           unique_key, unique_states::{schema}.pgqueue_state[], window_range
+           unique_key, unique_states::{schema}.pgqueue_state[], key_hi, key_lo, key_window
     FROM input
     -- Jobs that are not unique in input order, then unique ones in key order: a job
     -- that meets a live duplicate in another transaction waits for it, so every batch
@@ -89,10 +96,17 @@ SELECT true AS conflict, j.id, j.state, j.inserted_at, j.scheduled_at, j.unique_
        j.priority, j.attempted_at, j.completed_at, j.discarded_at, j.cancelled_at,
        j.attempted_by
 FROM input AS i
-JOIN {schema}.pgqueue_jobs AS j
-  ON j.unique_range && i.window_range AND j.unique_range IS NOT NULL
-     AND j.state = ANY (j.unique_states)
-WHERE i.window_range IS NOT NULL
+-- Only the unique jobs that inserted nothing look for the row in their way, each with
+-- one probe of the constraint's index (OFFSET 0 keeps the probe a subquery of its own:
+-- joined, a table without statistics was planned as a scan of every live window per job).
+CROSS JOIN LATERAL (
+    SELECT * FROM {schema}.pgqueue_jobs AS o
+    WHERE o.unique_key_hi && i.key_hi AND o.unique_key_lo && i.key_lo
+      AND o.unique_window && i.key_window
+      AND o.unique_window IS NOT NULL AND o.state = ANY (o.unique_states)
+    OFFSET 0
+) AS j
+WHERE i.key_window IS NOT NULL AND i.id NOT IN (SELECT id FROM inserted)
 
 -- name: insert_jobs_plain
 -- The batch enqueue when no job in it is unique: nothing can conflict, so no ON CONFLICT,
@@ -295,7 +309,7 @@ ORDER BY queue, state
 -- its window unless that would clash with a live job of its key, or with another job
 -- retried here (the oldest keeps it): an operator's retry never fails on uniqueness.
 WITH target AS (
-    SELECT id, unique_key, unique_range
+    SELECT id, unique_key, unique_key_hi, unique_key_lo, unique_window
     FROM {schema}.pgqueue_jobs
     WHERE id = ANY (%(ids)s::bigint[])
       AND state IN ('discarded', 'cancelled', 'retryable', 'scheduled', 'completed')
@@ -303,17 +317,18 @@ WITH target AS (
 ), clash AS (
     SELECT t.id
     FROM target AS t
-    WHERE t.unique_range IS NOT NULL
+    WHERE t.unique_window IS NOT NULL
       AND (
           EXISTS (
               SELECT 1 FROM {schema}.pgqueue_jobs AS o
-              WHERE o.unique_range && t.unique_range AND o.id <> t.id
-                AND o.unique_range IS NOT NULL AND o.state = ANY (o.unique_states)
+              WHERE o.unique_key_hi && t.unique_key_hi AND o.unique_key_lo && t.unique_key_lo
+                AND o.unique_window && t.unique_window AND o.id <> t.id
+                AND o.unique_window IS NOT NULL AND o.state = ANY (o.unique_states)
           )
           OR EXISTS (
               SELECT 1 FROM target AS u
               WHERE u.unique_key = t.unique_key AND u.id < t.id
-                AND u.unique_range && t.unique_range
+                AND u.unique_window && t.unique_window
           )
       )
 )
@@ -324,7 +339,7 @@ SET state = 'available',
     completed_at = NULL,
     discarded_at = NULL,
     cancelled_at = NULL,
-    unique_range = CASE WHEN j.id IN (SELECT id FROM clash) THEN NULL ELSE j.unique_range END
+    unique_window = CASE WHEN j.id IN (SELECT id FROM clash) THEN NULL ELSE j.unique_window END
 FROM target
 WHERE j.id = target.id
 RETURNING j.id, j.queue

@@ -802,14 +802,14 @@ def test_unique_period_is_a_sliding_window(client: pgqueue.Client, db) -> None:
     a = Resize.enqueue({"w": 1}, client=client, unique=period)
     # Less than a period later: a duplicate, wherever the clock's second boundaries fall.
     db.execute(
-        "UPDATE pgqueue_jobs SET unique_range = numrange(lower(unique_range) - 9000, upper(unique_range) - 9000) WHERE id = %s",
+        "UPDATE pgqueue_jobs SET unique_window = int8range(lower(unique_window) - 9000, upper(unique_window) - 9000) WHERE id = %s",
         [a.id],
     )
     b = Resize.enqueue({"w": 1}, client=client, unique=period)
     assert b.conflict and b.id == a.id
     # More than a period later: a new job.
     db.execute(
-        "UPDATE pgqueue_jobs SET unique_range = numrange(lower(unique_range) - 2000, upper(unique_range) - 2000) WHERE id = %s",
+        "UPDATE pgqueue_jobs SET unique_window = int8range(lower(unique_window) - 2000, upper(unique_window) - 2000) WHERE id = %s",
         [a.id],
     )
     c = Resize.enqueue({"w": 1}, client=client, unique=period)
@@ -828,7 +828,7 @@ def test_retry_never_fails_on_uniqueness(client: pgqueue.Client, db, schema) -> 
     # Retrying the old one would clash with the live new one: it comes back without its window.
     assert _admin.retry_jobs(db, schema, [old.id]) == [old.id]
     row = db.execute(
-        "SELECT state::text, unique_range FROM pgqueue_jobs WHERE id = %s", [old.id]
+        "SELECT state::text, unique_window FROM pgqueue_jobs WHERE id = %s", [old.id]
     ).fetchone()
     assert row == ("available", None)
     assert Once.enqueue({"id": 5}, client=client).id == new.id

@@ -9,12 +9,22 @@ import sys
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
+import pgqueue
 from pgqueue import NotMigrated, _migrate, _ops
 from pgqueue._states import STATES
+from pgqueue._unique import unique_key
 from pgqueue.sql import queries
 
 PGQUEUE = [sys.executable, "-m", "pgqueue.cli"]
+
+
+class Mig(pgqueue.Worker):
+    queue = "mig"
+
+    def perform(self, job: pgqueue.Job) -> None:
+        return None
 
 
 def fresh(conn: psycopg.Connection, name: str) -> str:
@@ -228,7 +238,7 @@ def test_0006_moves_executing_and_completed_counts_to_their_own_indexes(
     before = conn.execute(rows).fetchall()
     counts_before = _ops.queue_overview(conn, schema, exact=True).counts
 
-    assert [m.version for m in _migrate.migrate(conn, schema)] == [6]
+    assert [m.version for m in _migrate.migrate(conn, schema, to=6)] == [6]
 
     assert conn.execute(rows).fetchall() == before
     assert _ops.queue_overview(conn, schema, exact=True).counts == counts_before
@@ -255,3 +265,101 @@ def test_0006_moves_executing_and_completed_counts_to_their_own_indexes(
         finally:
             conn.execute("RESET enable_seqscan")
         assert f"Index Only Scan using pgqueue_jobs_{state}_idx" in plan, plan
+
+
+def test_0007_moves_unique_windows_to_integer_ranges_and_keeps_them(
+    conn: psycopg.Connection, dsn: str
+) -> None:
+    # 0007 enforces uniqueness over the key's two 64-bit halves and a window of
+    # milliseconds instead of 0001's numeric line. On a table with unique jobs in it:
+    # every window read back from the old line, the rows' other columns as they were,
+    # and the new enqueue path meeting the old rows as duplicates.
+    schema = fresh(conn, "mig_0007")
+    _migrate.migrate(conn, schema, to=6)
+    jobs = sql.Identifier(schema, "pgqueue_jobs")
+    live = pgqueue.Unique(period=3600)
+    now_ms = int(conn.execute("SELECT floor(extract(epoch FROM now()) * 1000)").fetchone()[0])
+
+    def key(args: dict) -> str:
+        return unique_key(live, worker=Mig.name, queue="mig", args=args)
+
+    def line(k: str, start: int, period: int | None) -> str:
+        base = int(k[:32], 16) * 10**16  # 0001's stretch of the key
+        return (
+            f"[{base},{base + 10**16})"
+            if period is None
+            else f"[{base + start},{base + start + period})"
+        )
+
+    states = "{scheduled,available,executing,retryable,completed}"
+    rows = [
+        # (args, state, old window): live now; expired an hour ago; no period;
+        # cleared by an operator's retry; not unique; a key pgqueue never writes.
+        ({"n": 1}, "available", line(key({"n": 1}), now_ms - 60_000, 3_600_000)),
+        ({"n": 2}, "completed", line(key({"n": 2}), now_ms - 7_200_000, 3_600_000)),
+        ({"n": 3}, "scheduled", line(key({"n": 3}), 0, None)),
+        ({"n": 4}, "available", None),
+        ({"n": 5}, "available", None),
+    ]
+    for args, state, window in rows:
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {} (queue, worker, args, state, unique_key, unique_states,"
+                " unique_range) VALUES ('mig', %s, %s, %s, %s, %s, %s::numrange)"
+            ).format(jobs),
+            [Mig.name, Jsonb(args), state, None if args["n"] == 5 else key(args), states, window],
+        )
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {} (worker, unique_key, unique_states, unique_range)"
+            " VALUES ('legacy', 'k', '{{available}}', numrange(10, 20))"
+        ).format(jobs)
+    )
+    kept = sql.SQL(
+        "SELECT id, state, queue, worker, args, unique_key, unique_states FROM {} ORDER BY id"
+    ).format(jobs)
+    before = conn.execute(kept).fetchall()
+
+    assert [m.version for m in _migrate.migrate(conn, schema, to=7)] == [7]
+
+    assert conn.execute(kept).fetchall() == before
+    windows = conn.execute(
+        sql.SQL("SELECT unique_window::text FROM {} ORDER BY id").format(jobs)
+    ).fetchall()
+    assert [w[0] for w in windows] == [
+        f"[{now_ms - 60_000},{now_ms + 3_540_000})",
+        f"[{now_ms - 7_200_000},{now_ms - 3_600_000})",
+        "(,)",
+        None,
+        None,
+        "[10,20)",
+    ]
+    columns = {
+        r[0]
+        for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = %s AND table_name = 'pgqueue_jobs'",
+            [schema],
+        )
+    }
+    assert "unique_range" not in columns
+    # The enqueue path of this release meets the migrated rows: the live window and the
+    # one without a period are duplicates; the expired window and the cleared one are not.
+    with pgqueue.Client(dsn, schema=schema) as client:
+        for n, existing in [(1, before[0][0]), (3, before[2][0]), (2, None), (4, None)]:
+            job = Mig.enqueue({"n": n}, client=client, unique=live)
+            assert job.conflict == (existing is not None), n
+            assert existing is None or job.id == existing
+        # The same again in one batch: now every one is a duplicate.
+        again = client.enqueue_many([Mig.new({"n": n}, unique=live) for n in (1, 2, 3, 4)])
+        assert all(j.conflict for j in again)
+    # The constraint itself holds on the migrated rows.
+    with pytest.raises(psycopg.errors.ExclusionViolation, match="pgqueue_jobs_unique"):
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {} (worker, unique_key, unique_states, unique_key_hi, unique_key_lo,"
+                " unique_window) SELECT 'w', unique_key, unique_states, unique_key_hi,"
+                " unique_key_lo, int8range(%s, %s) FROM {} WHERE id = %s"
+            ).format(jobs, jobs),
+            [now_ms, now_ms + 1, before[0][0]],
+        )
