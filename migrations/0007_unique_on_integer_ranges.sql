@@ -11,10 +11,11 @@
 --
 -- The same rule ("one live job per key per sliding window", race-free) is now enforced
 -- over three ranges of bigint, all of them core GiST range types (no extension needed):
--- the key's first and second 64 bits, each as a range of one point, and the window in
--- milliseconds since the epoch, [enqueued, enqueued + period), or unbounded for a
--- unique job without a period. Two rows conflict when all three overlap: same key, and
--- windows that overlap. The same probe now reads 4 pages.
+-- the key's first two 60-bit pieces (120 bits of the digest, hex digits 1-15 and 16-30;
+-- 60 so that a point's range [x, x + 1) never overflows a bigint), each as a range of
+-- one point, and the window in milliseconds since the epoch, [enqueued, enqueued +
+-- period), or unbounded for a unique job without a period. Two rows conflict when all
+-- three overlap: same key, and windows that overlap. The same probe now reads 4 pages.
 --
 -- unique_range goes; unique_key (the digest in hex) and unique_states stay. Existing
 -- unique jobs keep their windows: a window of 0001's line is the key's stretch start
@@ -45,11 +46,11 @@ SET unique_key_hi = int8range(k.hi, k.hi, '[]'),
     END
 FROM (
     SELECT id,
-           ('x' || substr(h, 1, 16))::bit(64)::bigint AS hi,
-           ('x' || substr(h, 17, 16))::bit(64)::bigint AS lo
+           ('x' || substr(h, 1, 15))::bit(60)::bigint AS hi,
+           ('x' || substr(h, 16, 15))::bit(60)::bigint AS lo
     FROM (
         SELECT id,
-               CASE WHEN unique_key ~ '^[0-9a-f]{32}' THEN unique_key
+               CASE WHEN unique_key ~ '^[0-9a-f]{30}' THEN unique_key
                     ELSE md5(unique_key) END AS h
         FROM pgqueue_jobs
         WHERE unique_key IS NOT NULL

@@ -35,13 +35,13 @@ WITH input AS (
     SELECT i.*,
            nextval(s.seq) AS id,
            COALESCE(i.at, now() + make_interval(secs => COALESCE(i.delay, 0))) AS due,
-           -- The key's two halves, each a range of one point (see migrations/0007).
+           -- The key's first two 60-bit pieces, each a range of one point (migrations/0007).
            CASE WHEN i.unique_key IS NOT NULL THEN int8range(
-               ('x' || substr(i.unique_key, 1, 16))::bit(64)::bigint,
-               ('x' || substr(i.unique_key, 1, 16))::bit(64)::bigint, '[]') END AS key_hi,
+               ('x' || substr(i.unique_key, 1, 15))::bit(60)::bigint,
+               ('x' || substr(i.unique_key, 1, 15))::bit(60)::bigint, '[]') END AS key_hi,
            CASE WHEN i.unique_key IS NOT NULL THEN int8range(
-               ('x' || substr(i.unique_key, 17, 16))::bit(64)::bigint,
-               ('x' || substr(i.unique_key, 17, 16))::bit(64)::bigint, '[]') END AS key_lo,
+               ('x' || substr(i.unique_key, 16, 15))::bit(60)::bigint,
+               ('x' || substr(i.unique_key, 16, 15))::bit(60)::bigint, '[]') END AS key_lo,
            CASE
                WHEN i.unique_key IS NULL THEN NULL
                WHEN i.period_ms IS NULL THEN '(,)'::int8range

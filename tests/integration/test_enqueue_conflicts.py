@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 
 import psycopg
@@ -11,6 +12,7 @@ from psycopg import sql
 
 import pgqueue
 from pgqueue._engine import COPY_FROM, Engine, insert_params
+from pgqueue.sql import queries
 from tests.helpers import wait_for
 
 
@@ -220,3 +222,37 @@ def test_a_batch_of_plain_and_unique_jobs_is_claimed_in_the_order_given(
     given = [s.args for s, j in zip(specs, jobs, strict=True) if not j.conflict]
     assert [stored[i] for i in made] == given
     assert _claim_order(client, len(made)) == made
+
+
+def _insert_with_keys(db, schema: str, keys: list[str]) -> list[tuple]:
+    """insert_jobs of one Once job per key, with the digests replaced by ``keys``:
+    (conflict, id) per row returned."""
+    q = queries(schema)
+    params, _ = insert_params(q, [Once.new({"k": i}) for i in range(len(keys))])
+    rows = json.loads(params["rows"])
+    for row, key in zip(rows, keys, strict=True):
+        row[9] = key
+    params["rows"] = json.dumps(rows)
+    return [(r[0], r[1], r[5]) for r in db.execute(q.insert_jobs, params).fetchall()]
+
+
+def test_keys_at_the_edges_of_the_pieces_insert_and_conflict(db, schema: str) -> None:
+    # The constraint compares the key's first two 60-bit pieces as one-point ranges of
+    # bigint (migrations/0007). A piece of all ones, or a 64-bit piece with its sign bit
+    # set or with every bit set, must neither overflow the range's [x, x + 1) nor wrap
+    # onto another key; keys that differ in one piece alone are different jobs.
+    keys = [
+        "f" * 64,
+        "0" * 64,
+        "7" + "f" * 63,
+        "8" + "0" * 63,
+        "1" * 15 + "2" * 15 + "0" * 34,
+        "1" * 15 + "3" * 15 + "0" * 34,
+        "4" * 15 + "2" * 15 + "0" * 34,
+    ]
+    first = _insert_with_keys(db, schema, keys)
+    assert [conflict for conflict, _, _ in first] == [False] * len(keys)
+    ids = {key: job_id for _, job_id, key in first}
+    again = _insert_with_keys(db, schema, keys)
+    assert all(conflict for conflict, _, _ in again)
+    assert {key: job_id for _, job_id, key in again} == ids

@@ -17,7 +17,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pgqueue._engine import _CLAIM_SETTINGS
+import pgqueue
+from pgqueue._engine import _CLAIM_SETTINGS, insert_params
 from pgqueue.sql import queries
 
 BACKLOG = 100_000
@@ -130,3 +131,53 @@ def test_a_claim_planned_once_on_an_empty_table_still_uses_the_indexes(db, schem
     ).fetchall()
     assert (generic, custom) == (2, 0)
     db.execute("DEALLOCATE claim")
+
+
+class _Once(pgqueue.Worker):
+    name = "plans.once"
+    queue = "plans"
+    unique = pgqueue.Unique(period=3600)
+
+    def perform(self, job: pgqueue.Job) -> None:
+        return None
+
+
+LIVE_UNIQUE = 20_000
+
+
+@pytest.mark.parametrize("analyzed", [False, True], ids=["fresh", "analyzed"])
+def test_a_unique_batch_probes_the_constraint_once_per_duplicate(
+    db, schema, dsn: str, analyzed: bool
+) -> None:
+    # Before migration 0007 a batch of unique jobs beside 25,000 others took 41.8 s: the
+    # lookup of existing rows, planned without statistics, read every live window once
+    # per job of the batch, and the numeric GiST index had lost its shape (44 pages read
+    # to find one row). Now only the jobs that inserted nothing look, each with one probe
+    # of the constraint's index that reads a few pages, whatever the statistics say.
+    table = sql.Identifier(schema, "pgqueue_jobs")
+    with pgqueue.Client(dsn, schema=schema) as client:
+        for start in range(0, LIVE_UNIQUE, 5_000):
+            client.enqueue_many([_Once.new({"k": k}) for k in range(start, start + 5_000)])
+    if analyzed:
+        db.execute(sql.SQL("ANALYZE {}").format(table))
+    duplicates = [_Once.new({"k": k}) for k in range(0, LIVE_UNIQUE, 200)]  # 100
+    fresh = [_Once.new({"k": -k}) for k in range(1, 101)]
+    params, _ = insert_params(queries(schema), duplicates + fresh)
+    with db.transaction(force_rollback=True):
+        ((doc,),) = db.execute(
+            "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + queries(schema).insert_jobs, params
+        ).fetchall()
+    nodes = list(_nodes((doc if isinstance(doc, list) else json.loads(doc))[0]["Plan"]))
+    (insert,) = [n for n in nodes if n["Node Type"] == "ModifyTable"]
+    assert insert["Conflicting Tuples"] == 100
+    scans = [
+        n
+        for n in nodes
+        if n.get("Relation Name") == "pgqueue_jobs" and n["Node Type"] != "ModifyTable"
+    ]
+    assert [(n["Node Type"], n.get("Index Name")) for n in scans] == [
+        ("Index Scan", "pgqueue_jobs_unique")
+    ], scans
+    (probe,) = scans
+    assert probe["Actual Loops"] == 100 and probe["Actual Rows"] == 1
+    assert probe["Shared Hit Blocks"] + probe["Shared Read Blocks"] <= 100 * 12, probe

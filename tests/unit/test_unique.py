@@ -47,7 +47,7 @@ def test_period_in_milliseconds() -> None:
 
 @given(args=st.dictionaries(st.text(max_size=8), st.text(max_size=20), max_size=3))
 def test_a_key_is_64_lowercase_hex_digits(args: dict) -> None:
-    # The database reads the key's first 32 digits as two 64-bit halves, the points its
+    # The database reads the key's first 30 digits as two 60-bit pieces, the points its
     # exclusion constraint compares (migrations/0007): anything else would fail the insert.
     k = key(Unique(), args)
     assert len(k) == 64 and set(k) <= set("0123456789abcdef")
