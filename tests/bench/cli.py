@@ -26,11 +26,13 @@ FULL = {
     "w1_single": 5_000, "w1_bulk": 100_000, "w2": 30_000, "w2_backlog": 150_000, "w3": 300, "w3_interval": 0.02,
     "w4_background": 1_000_000, "w5_insert": 5_000, "w5_copy": 200_000, "w5_drain": 200_000,
     "w5_engine": 60_000, "memory": 1_000_000, "w1_single_alternating": 300, "w1_single_alternating_rounds": 10,
+    "w1_unique": 5_000, "w1_unique_background": 25_000, "w1_unique_single": 500,
 }  # fmt: skip
 QUICK = {
     "w1_single": 500, "w1_bulk": 10_000, "w2": 3_000, "w2_backlog": 15_000, "w3": 50, "w3_interval": 0.02,
     "w4_background": 100_000, "w5_insert": 1_000, "w5_copy": 50_000, "w5_drain": 20_000,
     "w5_engine": 10_000, "memory": 50_000, "w1_single_alternating": 100, "w1_single_alternating_rounds": 4,
+    "w1_unique": 1_000, "w1_unique_background": 5_000, "w1_unique_single": 100,
 }  # fmt: skip
 SOURCES = ("pgqueue", "cli", "tests/bench")  # compile_sources' folders, under ROOT
 ENGINE_LOOPS = ((1, 10), (2, 50))  # (lanes, batch) of W5's engine loops
@@ -195,6 +197,22 @@ class Bench:
 
         self.measure_with("pgqueue", "w1_single_sync_alternating", run)
 
+    def measure_unique(self, system: System) -> None:
+        """W1 unique (pgqueue only): a batch of new unique jobs beside many live ones, the
+        same batch again as duplicates, and single duplicate enqueues."""
+        s = self.sizes
+
+        def run() -> tuple[float, Figures]:
+            fresh, dup, single = workloads.w1_unique(
+                system, s["w1_unique"], s["w1_unique_background"], s["w1_unique_single"]
+            )
+            return fresh, {
+                (system.name, "w1_unique_dup_bulk"): dup,
+                (system.name, "w1_unique_dup_single"): single,
+            }
+
+        self.measure_with(system.name, "w1_unique_bulk", run)
+
     def systems(self) -> list[System]:
         names = [] if self.args.no_pgqueue else ["pgqueue"]
         if self.args.peers:
@@ -260,6 +278,7 @@ class Bench:
                 )
             if name == "pgqueue":
                 self.measure_alternating(system.dsn)
+                self.measure_unique(system)
             self.measure(name, "w1_bulk", workloads.w1_bulk, system, s["w1_bulk"])
             if hasattr(system.adapter, "insert_bulk_specs"):
                 self.measure(

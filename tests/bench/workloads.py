@@ -30,6 +30,14 @@ def w1_bulk(system: System, n: int, api: str = "batch") -> float:
     return n / system.call(command, n=n)["seconds"]
 
 
+def w1_unique(system: System, n: int, background: int, single: int) -> tuple[float, float, float]:
+    """W1 unique (pgqueue only): new unique jobs in a batch beside ``background`` live
+    ones, the same batch again as duplicates, and single duplicate enqueues; jobs/s each."""
+    system.reset()
+    r = system.call("insert_unique", n=n, background=background, single=single)
+    return n / r["seconds"], n / r["dup_seconds"], single / r["single_seconds"]
+
+
 def w2_process(
     system: System,
     n: int,

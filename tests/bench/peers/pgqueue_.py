@@ -59,6 +59,15 @@ class Record(pgqueue.Worker):
         record_start(job.args["i"])
 
 
+class Once(pgqueue.Worker):
+    name = "bench.once"
+    queue = QUEUE
+    unique = pgqueue.Unique(period=3600)
+
+    async def perform(self, job: pgqueue.Job) -> None:
+        return None
+
+
 WORKERS = {"async": NoopAsync, "sync": NoopSync, "record": Record}
 
 
@@ -125,6 +134,34 @@ def insert_bulk_specs(dsn: str, n: int) -> dict[str, float]:
     with pgqueue.Client(dsn, schema=SCHEMA) as client:
         client.pool()
         return {"seconds": timed(lambda: client.enqueue_many([NoopAsync.new(d) for d in dicts]))}
+
+
+def insert_unique(dsn: str, n: int, background: int, single: int) -> dict[str, float]:
+    """W1 unique (pgqueue only): ``n`` new unique jobs in one ``enqueue_many`` beside
+    ``background`` live unique jobs, the same ``n`` again (every one a duplicate), then
+    ``single`` duplicates one ``enqueue`` call at a time. Each duplicate must come back
+    as the job it duplicates."""
+    with pgqueue.Client(dsn, schema=SCHEMA) as client:
+        client.pool()
+        for start in range(n, n + background, 5_000):
+            stop = min(n + background, start + 5_000)
+            Once.enqueue_many([{"k": k} for k in range(start, stop)], client=client)
+        dicts = [{"k": k} for k in range(n)]
+        jobs: list[pgqueue.Job] = []
+        seconds = timed(lambda: jobs.extend(Once.enqueue_many(dicts, client=client)))
+        again: list[pgqueue.Job] = []
+        dup_seconds = timed(lambda: again.extend(Once.enqueue_many(dicts, client=client)))
+
+        def each() -> None:
+            again.extend(Once.enqueue(d, client=client) for d in dicts[:single])
+
+        single_seconds = timed(each)
+    ids = [j.id for j in jobs]
+    if any(j.conflict for j in jobs) or not all(j.conflict for j in again):
+        raise RuntimeError("a unique job was inserted twice, or a new one taken for a duplicate")
+    if [j.id for j in again] != ids + ids[:single]:
+        raise RuntimeError("a duplicate came back as another job")
+    return {"seconds": seconds, "dup_seconds": dup_seconds, "single_seconds": single_seconds}
 
 
 def prefill(dsn: str, n: int, kind: str) -> None:
