@@ -36,6 +36,11 @@ DEFAULT_STATES: tuple[str, ...] = (
 )
 
 
+# The longest window, in seconds (about 31,700 years): the database adds it, in
+# milliseconds, to the time of the enqueue in a bigint. Longer means None.
+MAX_PERIOD = 1e12
+
+
 @dataclass(frozen=True, slots=True)
 class Unique:
     """How a worker's jobs are de-duplicated at enqueue time.
@@ -53,10 +58,11 @@ class Unique:
 
     def __post_init__(self) -> None:
         if self.period is not None and not (
-            isinstance(self.period, int | float) and math.isfinite(self.period) and self.period > 0
+            isinstance(self.period, int | float) and 0 < self.period <= MAX_PERIOD
         ):
             raise ConfigError(
-                f"Unique(period=...) must be a positive number or None, got {self.period!r}"
+                f"Unique(period=...) must be seconds, more than 0 and at most {MAX_PERIOD:.0e},"
+                f" or None for no limit; got {self.period!r}"
             )
         bad = [s for s in self.states if s not in STATES]
         missing = [s for s in LIVE_STATES if s not in self.states]

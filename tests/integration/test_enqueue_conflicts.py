@@ -12,6 +12,7 @@ from psycopg import sql
 
 import pgqueue
 from pgqueue._engine import COPY_FROM, Engine, insert_params
+from pgqueue._unique import MAX_PERIOD
 from pgqueue.sql import queries
 from tests.helpers import wait_for
 
@@ -256,3 +257,11 @@ def test_keys_at_the_edges_of_the_pieces_insert_and_conflict(db, schema: str) ->
     again = _insert_with_keys(db, schema, keys)
     assert all(conflict for conflict, _, _ in again)
     assert {key: job_id for _, job_id, key in again} == ids
+
+
+def test_the_longest_period_fits_the_window(client: pgqueue.Client, db) -> None:
+    # The database adds the period, in milliseconds, to the enqueue's time in a bigint.
+    longest = pgqueue.Unique(period=MAX_PERIOD)
+    first = Once.enqueue({"k": "long"}, client=client, unique=longest)
+    again = Once.enqueue({"k": "long"}, client=client, unique=longest)
+    assert not first.conflict and again.conflict and again.id == first.id

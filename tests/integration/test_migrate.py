@@ -300,6 +300,11 @@ def test_0007_moves_unique_windows_to_integer_ranges_and_keeps_them(
         ({"n": 3}, "scheduled", line(key({"n": 3}), 0, None)),
         ({"n": 4}, "available", None),
         ({"n": 5}, "available", None),
+        # A second of window that has passed, then a period of 10^13 s (as long as the
+        # key's whole stretch) of the same key: no conflict before, none after.
+        ({"n": 6}, "completed", line(key({"n": 6}), now_ms - 5_000, 1_000)),
+        ({"n": 6}, "available", line(key({"n": 6}), now_ms, 10**16)),
+        ({"n": 7}, "available", "empty"),
     ]
     for args, state, window in rows:
         conn.execute(
@@ -332,6 +337,9 @@ def test_0007_moves_unique_windows_to_integer_ranges_and_keeps_them(
         "(,)",
         None,
         None,
+        f"[{now_ms - 5_000},{now_ms - 4_000})",
+        f"[{now_ms},{now_ms + 10**16})",
+        None,
         "[10,20)",
     ]
     columns = {
@@ -346,12 +354,18 @@ def test_0007_moves_unique_windows_to_integer_ranges_and_keeps_them(
     # The enqueue path of this release meets the migrated rows: the live window and the
     # one without a period are duplicates; the expired window and the cleared one are not.
     with pgqueue.Client(dsn, schema=schema) as client:
-        for n, existing in [(1, before[0][0]), (3, before[2][0]), (2, None), (4, None)]:
+        for n, existing in [
+            (1, before[0][0]),
+            (3, before[2][0]),
+            (6, before[6][0]),
+            (2, None),
+            (4, None),
+        ]:
             job = Mig.enqueue({"n": n}, client=client, unique=live)
             assert job.conflict == (existing is not None), n
             assert existing is None or job.id == existing
         # The same again in one batch: now every one is a duplicate.
-        again = client.enqueue_many([Mig.new({"n": n}, unique=live) for n in (1, 2, 3, 4)])
+        again = client.enqueue_many([Mig.new({"n": n}, unique=live) for n in (1, 2, 3, 4, 6)])
         assert all(j.conflict for j in again)
     # The constraint itself holds on the migrated rows.
     with pytest.raises(psycopg.errors.ExclusionViolation, match="pgqueue_jobs_unique"):

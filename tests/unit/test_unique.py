@@ -59,6 +59,8 @@ def test_a_key_is_64_lowercase_hex_digits(args: dict) -> None:
         {"period": 0},
         {"period": -1},
         {"period": float("inf")},
+        {"period": float("nan")},
+        {"period": 1e12 + 1},
         {"states": ["nope"]},
         {"states": []},
         {"states": ["available", "scheduled"]},
