@@ -32,9 +32,9 @@
 -- it dropped first. Only the rows of unique jobs are rewritten, under this migration's
 -- lock; the constraint's index is then built from the live ones.
 --
--- Rolling upgrades: a process still on an older pgqueue fails its unique enqueues
--- (unique_range no longer exists) until it is replaced; its other enqueues and its
--- workers are unaffected. Failing is deliberate: a column kept for it would take its
+-- Rolling upgrades: a process still on an older pgqueue fails its unique enqueues and
+-- its retries (unique_range no longer exists) until it is replaced; its other enqueues
+-- and its workers are unaffected. Failing is deliberate: a column kept for it would take its
 -- unique jobs with no window, and let their duplicates in.
 
 ALTER TABLE pgqueue_jobs
