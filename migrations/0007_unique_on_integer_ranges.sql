@@ -49,24 +49,20 @@ SET unique_key_hi = int8range(k.hi, k.hi, '[]'),
     unique_window = CASE
         WHEN j.unique_range IS NULL OR isempty(j.unique_range) THEN NULL
         WHEN lower_inf(j.unique_range) OR upper_inf(j.unique_range)
-             OR (mod(lower(j.unique_range), 10000000000000000) = 0
-                 AND upper(j.unique_range) - lower(j.unique_range) = 10000000000000000)
-            THEN '(,)'::int8range
-        ELSE int8range(
-            mod(lower(j.unique_range), 10000000000000000)::bigint,
-            CASE WHEN mod(lower(j.unique_range), 10000000000000000)
-                      + upper(j.unique_range) - lower(j.unique_range) <= 9223372036854775807
-                 THEN (mod(lower(j.unique_range), 10000000000000000)
-                       + upper(j.unique_range) - lower(j.unique_range))::bigint
-            END)
+             OR (k.start = 0 AND k.width = 10000000000000000) THEN '(,)'::int8range
+        ELSE int8range(k.start::bigint,
+                       CASE WHEN k.start + k.width <= 9223372036854775807
+                            THEN (k.start + k.width)::bigint END)
     END,
     unique_range = NULL  -- the new row version leaves the old numbers behind
 FROM (
     SELECT id,
            ('x' || substr(h, 1, 15))::bit(60)::bigint AS hi,
-           ('x' || substr(h, 16, 15))::bit(60)::bigint AS lo
+           ('x' || substr(h, 16, 15))::bit(60)::bigint AS lo,
+           mod(lower(unique_range), 10000000000000000) AS start,
+           upper(unique_range) - lower(unique_range) AS width
     FROM (
-        SELECT id,
+        SELECT id, unique_range,
                CASE WHEN unique_key ~ '^[0-9a-f]{30}' THEN unique_key
                     ELSE md5(unique_key) END AS h
         FROM pgqueue_jobs

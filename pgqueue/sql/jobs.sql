@@ -36,12 +36,8 @@ WITH input AS (
            nextval(s.seq) AS id,
            COALESCE(i.at, now() + make_interval(secs => COALESCE(i.delay, 0))) AS due,
            -- The key's first two 60-bit pieces, each a range of one point (migrations/0007).
-           CASE WHEN i.unique_key IS NOT NULL THEN int8range(
-               ('x' || substr(i.unique_key, 1, 15))::bit(60)::bigint,
-               ('x' || substr(i.unique_key, 1, 15))::bit(60)::bigint, '[]') END AS key_hi,
-           CASE WHEN i.unique_key IS NOT NULL THEN int8range(
-               ('x' || substr(i.unique_key, 16, 15))::bit(60)::bigint,
-               ('x' || substr(i.unique_key, 16, 15))::bit(60)::bigint, '[]') END AS key_lo,
+           CASE WHEN i.unique_key IS NOT NULL THEN int8range(i.hi, i.hi, '[]') END AS key_hi,
+           CASE WHEN i.unique_key IS NOT NULL THEN int8range(i.lo, i.lo, '[]') END AS key_lo,
            CASE
                WHEN i.unique_key IS NULL THEN NULL
                WHEN i.period_ms IS NULL THEN '(,)'::int8range
@@ -53,7 +49,9 @@ WITH input AS (
                (e->>4)::text[] AS tags, (e->>5)::smallint AS priority,
                (e->>6)::integer AS max_attempts, (e->>7)::timestamptz AS at,
                (e->>8)::float8 AS delay, e->>9 AS unique_key, e->>10 AS unique_states,
-               (e->>11)::bigint AS period_ms, ord
+               (e->>11)::bigint AS period_ms, ord,
+               ('x' || substr(e->>9, 1, 15))::bit(60)::bigint AS hi,
+               ('x' || substr(e->>9, 16, 15))::bit(60)::bigint AS lo
         FROM jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS x(e, ord)
     ) AS i
     -- The sequence looked up once, as in reserve_job_ids.

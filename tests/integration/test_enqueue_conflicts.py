@@ -227,7 +227,7 @@ def test_a_batch_of_plain_and_unique_jobs_is_claimed_in_the_order_given(
 
 def _insert_with_keys(db, schema: str, keys: list[str]) -> list[tuple]:
     """insert_jobs of one Once job per key, with the digests replaced by ``keys``:
-    (conflict, id) per row returned."""
+    (conflict, id, key) per row returned."""
     q = queries(schema)
     params, _ = insert_params(q, [Once.new({"k": i}) for i in range(len(keys))])
     rows = json.loads(params["rows"])
