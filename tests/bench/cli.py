@@ -36,6 +36,7 @@ QUICK = {
 }  # fmt: skip
 SOURCES = ("pgqueue", "cli", "tests/bench")  # compile_sources' folders, under ROOT
 ENGINE_LOOPS = ((1, 10), (2, 50))  # (lanes, batch) of W5's engine loops
+W4, W4_OF = "w4_async_c10_p1", "w2_async_c10_p1"  # W4's figure, and the W2 it is a ratio of
 # Figures measured beside a bench figure: {(system or "ceiling", figure key): value}.
 Figures = dict[tuple[str, str], float]
 WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "MEMORY")
@@ -152,13 +153,20 @@ class Bench:
             say(f"   {system:13} {label:45} {value:,.0f}{note}")
         return value
 
+    def _figures(self, system: str, key: str) -> list[float]:
+        """``key``'s values so far, one per run that measured it."""
+        return self.results.get(system, {}).get(key, [])
+
     def _record(self, system: str, key: str, value: float) -> None:
         target = self.ceiling if system == "ceiling" else self.results.setdefault(system, {})
         target.setdefault(key, []).append(value)
 
-    def measure_with(self, system: str, key: str, fn: Callable[[], tuple[float, Figures]]) -> None:
-        """``measure`` of ``fn``'s first value; the figures it measured alongside
-        (``{(system, key): value}``) are recorded once that measurement succeeded."""
+    def measure_with(
+        self, system: str, key: str, fn: Callable[[], tuple[float, Figures]]
+    ) -> float | None:
+        """``measure`` of ``fn``'s first value, returned (None if it failed); the figures
+        it measured alongside (``{(system, key): value}``) are recorded once that
+        measurement succeeded."""
         beside: Figures = {}
 
         def run() -> float:
@@ -166,11 +174,13 @@ class Bench:
             beside.update(more)
             return value
 
-        if self.measure(system, key, run) is not None:
-            for (where, name), value in beside.items():
-                self._record(where, name, value)
+        value = self.measure(system, key, run)
+        if value is not None:
+            for (where, name), more in beside.items():
+                self._record(where, name, more)
+        return value
 
-    def measure_w2(self, system: System, key: str, n: int, **kw: Any) -> None:
+    def measure_w2(self, system: System, key: str, n: int, **kw: Any) -> float | None:
         """A W2 measurement by PEERS.md's clock, and beside it (``<key>_exact``) the rate
         by the clock stopped at the last completion (``drain.wait``)."""
 
@@ -178,7 +188,7 @@ class Bench:
             rate, exact = workloads.w2_process(system, n, **kw)
             return rate, {(system.name, f"{key}_exact"): exact}
 
-        self.measure_with(system.name, key, run)
+        return self.measure_with(system.name, key, run)
 
     def measure_alternating(self, dsn: str) -> None:
         """W1 single (sync API) and an INSERT in alternating rounds
@@ -229,7 +239,7 @@ class Bench:
     def run(self) -> None:
         s, only = self.sizes, self.args.only
         systems = self.systems()
-        w5_dsn = database_dsn(self.server, "pgqueue_bench")
+        w5_dsn = database_dsn(self.server, "pgqueue_bench") if "W5" in only else ""
         pg = next((x for x in systems if x.name == "pgqueue"), None)
         for r in range(1, self.args.runs + 1):
             say(f"== run {r}/{self.args.runs}")
@@ -253,11 +263,11 @@ class Bench:
             for system in systems:
                 peer_runs = self.args.peer_runs or self.args.runs
                 if system.name == "pgqueue" or r <= peer_runs:
+                    before = len(self._figures(system.name, W4_OF))
                     self.run_system(system)
-        if "W4" in only:
-            for system in systems:
-                if hasattr(system.adapter, "BACKGROUND_SQL"):
-                    self.run_w4(system)
+                    if "W4" in only and hasattr(system.adapter, "BACKGROUND_SQL"):
+                        w2 = self._figures(system.name, W4_OF)
+                        self.run_w4(system, w2[-1] if len(w2) > before else None)
         if "MEMORY" in only and pg is not None:
             say(f"== memory run: {s['memory']:,} jobs")
             try:
@@ -300,7 +310,16 @@ class Bench:
         if "W3" in only:
             self.measure(name, "w3", workloads.w3_latency, system, s["w3"], s["w3_interval"])
 
-    def run_w4(self, system: System) -> None:
+    def run_w4(self, system: System, w2: float | None) -> None:
+        """One W4 measurement on a background built for it, right after this run's W2.
+
+        W4 used to run three times at the very end, on one background: minutes after
+        the W2 it is a ratio of, on a machine whose speed drifts by a third in that time
+        (W2 1 x 10 read 11,233, 10,402 and 8,557 in the three runs of one bench, W4
+        8,109, 8,004 and 9,754 after them: 0.78 by the medians). Built anew in each run
+        (10-30 s, untimed), each W4 sits beside its own W2; ``w2``, this run's W2 1 x 10,
+        gives the run's own ratio (``w4_fraction``).
+        """
         rows = self.sizes["w4_background"]
         say(f"== W4 {system.name}: inserting {rows:,} completed + {rows:,} scheduled rows")
         try:
@@ -308,10 +327,12 @@ class Bench:
         except Exception as exc:
             self.errors.append(f"{system.name} W4 background: {exc}")
             return
-        for _ in range(self.args.runs):
-            self.measure_w2(system, "w4_async_c10_p1", self.sizes["w2"], concurrency=10,
-                            keep_after_id=top)  # fmt: skip
-        system.reset()  # leave no 2 M-row table behind
+        try:
+            w4 = self.measure_w2(system, W4, self.sizes["w2"], concurrency=10, keep_after_id=top)
+        finally:
+            system.reset()  # leave no 2 M-row table behind
+        if w2 and w4:
+            self._record(system.name, "w4_fraction", w4 / w2)
 
 
 def machine() -> dict[str, Any]:
