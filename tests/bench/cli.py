@@ -37,6 +37,8 @@ QUICK = {
 SOURCES = ("pgqueue", "cli", "tests/bench")  # compile_sources' folders, under ROOT
 ENGINE_LOOPS = ((1, 10), (2, 50))  # (lanes, batch) of W5's engine loops
 W4, W4_OF = "w4_async_c10_p1", "w2_async_c10_p1"  # W4's figure, and the W2 it is a ratio of
+# W3's figures: enqueue -> start, then its two parts (the enqueue call, its return -> start).
+W3_FIGURES = ("p50", "p95", "p99", "enqueue_p50", "enqueue_p99", "wake_p50", "wake_p99")
 # Figures measured beside a bench figure: {(system or "ceiling", figure key): value}.
 Figures = dict[tuple[str, str], float]
 WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "MEMORY")
@@ -143,11 +145,17 @@ class Bench:
         self.steal.setdefault(system, {}).setdefault(key, []).append(stolen)
         note = f"   (CPU stolen {stolen:.0%})" if stolen is not None and stolen >= 0.02 else ""
         if isinstance(value, dict):  # W3
-            for p in ("p50", "p95", "p99"):
-                self.results.setdefault(system, {}).setdefault(f"w3_{p}", []).append(value[p])
+            for p in W3_FIGURES:
+                if p in value:
+                    self._record(system, f"w3_{p}", value[p])
             say(
                 f"   {system:13} {'W3 p50/p95/p99':45} {value['p50']:.2f} / {value['p95']:.2f} / {value['p99']:.2f} ms{note}"
             )
+            if "enqueue_p99" in value and "wake_p99" in value:
+                say(
+                    f"   {system:13} {'W3 p99 of the enqueue call / return->start':45} "
+                    f"{value['enqueue_p99']:.2f} / {value['wake_p99']:.2f} ms"
+                )
         else:
             self._record(system, key, value)
             say(f"   {system:13} {label:45} {value:,.0f}{note}")

@@ -110,13 +110,19 @@ def w3_latency(system: System, n: int, interval: float) -> dict[str, float]:
     lat = result["latencies_ms"]
     if len(lat) < 2:
         raise BenchError(f"{system.name} W3: only {len(lat)} of {n} jobs started")
-    return {
+    out = {
         "p50": percentile(lat, 50),
         "p95": percentile(lat, 95),
         "p99": percentile(lat, 99),
         "max": max(lat),
         "missing": result.get("missing", 0),
     }
+    # The two parts of a latency (an adapter in an older venv may not send them).
+    for part in ("enqueue", "wake"):
+        if values := result.get(f"{part}_ms"):
+            out[f"{part}_p50"] = percentile(values, 50)
+            out[f"{part}_p99"] = percentile(values, 99)
+    return out
 
 
 def w4_background(system: System, rows: int) -> int:

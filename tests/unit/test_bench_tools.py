@@ -2,6 +2,7 @@
 statements server_cost.py counts."""
 
 import argparse
+import asyncio
 import importlib.util
 from pathlib import Path
 from types import SimpleNamespace
@@ -296,3 +297,39 @@ def test_a_w4_whose_run_measured_no_w2_records_no_ratio(monkeypatch, tmp_path):
     bench.run()
     assert bench.results["pgqueue"]["w4_async_c10_p1"] == [7_000.0, 7_000.0]
     assert "w4_fraction" not in bench.results["pgqueue"]
+
+
+def test_w3_splits_each_latency_into_the_enqueue_call_and_its_return_to_the_start(
+    monkeypatch, tmp_path
+):
+    from tests.bench.peers import _common
+
+    starts = tmp_path / "starts.txt"
+    monkeypatch.setenv(_common.STARTS_ENV, str(starts))
+
+    async def enqueue(i: int) -> None:
+        # A slow call for job 3 (a stalled commit); the job starts at the call's end.
+        await asyncio.sleep(0.05 if i == 3 else 0.002)
+        _common.record_start(i)
+
+    result = asyncio.run(_common.latency_run(enqueue, 5, 0.01, str(starts), rest=0))
+    assert result["missing"] == 0
+    for total, call, wake in zip(
+        result["latencies_ms"], result["enqueue_ms"], result["wake_ms"], strict=True
+    ):
+        assert total == pytest.approx(call + wake)
+        assert wake < 1  # recorded inside the call: it started before the call returned
+    assert max(result["enqueue_ms"]) == result["enqueue_ms"][3] >= 50
+
+
+def test_the_bench_records_w3s_parts_beside_its_percentiles(tmp_path):
+    bench = cli.Bench(argparse.Namespace(quick=True), "postgresql://u@h/db", tmp_path)
+    w3 = {"p50": 2.0, "p95": 3.0, "p99": 9.0, "max": 30.0, "missing": 0,
+          "enqueue_p50": 1.2, "enqueue_p99": 8.0, "wake_p50": 0.9, "wake_p99": 1.5}  # fmt: skip
+    bench.measure("pgqueue", "w3", lambda: w3)
+    got = {k: v for k, v in bench.results["pgqueue"].items()}
+    assert got == {f"w3_{k}": [v] for k, v in w3.items() if k not in ("max", "missing")}
+    assert all(report.lower_is_better(k) for k in got)
+    # An adapter that sends only the percentiles (an older venv) records those alone.
+    bench.measure("peer", "w3", lambda: {"p50": 2.5, "p95": 3.5, "p99": 4.5})
+    assert sorted(bench.results["peer"]) == ["w3_p50", "w3_p95", "w3_p99"]

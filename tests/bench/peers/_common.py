@@ -58,6 +58,9 @@ async def latency_run(
 
     Latency = the job's recorded start - the time just before its enqueue call. The
     schedule is absolute (t0 + i * interval), so a slow enqueue does not shift the rest.
+    Beside it, the two parts of each latency: the enqueue call itself (its round trip
+    and its commit's flush, where this machine's disk stalls land: 100-900 ms, now and
+    then) and the time from the call's return to the job's start (the wake-up path).
     """
     warm = {-1 - k for k in range(warmup)}
     for i in sorted(warm, reverse=True):
@@ -67,6 +70,7 @@ async def latency_run(
         return {"error": f"warm-up jobs did not start within {timeout:g} s", "latencies_ms": []}
     await asyncio.sleep(rest)
     before: dict[int, float] = {}
+    after: dict[int, float] = {}
     t0 = time.monotonic()
     for i in range(n):
         delay = t0 + i * interval - time.monotonic()
@@ -74,9 +78,15 @@ async def latency_run(
             await asyncio.sleep(delay)
         before[i] = time.monotonic()
         await enqueue(i)
+        after[i] = time.monotonic()
     got = await _wait_starts(starts, set(range(n)), timeout)
-    lat = [(got[i] - before[i]) * 1000 for i in range(n) if i in got]
-    return {"latencies_ms": lat, "missing": n - len(lat)}
+    done = [i for i in range(n) if i in got]
+    return {
+        "latencies_ms": [(got[i] - before[i]) * 1000 for i in done],
+        "enqueue_ms": [(after[i] - before[i]) * 1000 for i in done],
+        "wake_ms": [(got[i] - after[i]) * 1000 for i in done],
+        "missing": n - len(done),
+    }
 
 
 def timed(fn: Callable[[], object]) -> float:
