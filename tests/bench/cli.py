@@ -124,16 +124,20 @@ class Bench:
         self.ceiling: dict[str, list[float]] = {}
         self.errors: list[str] = []
         self.memory: dict[str, Any] | None = None
+        # Whether the last measurement hit its bound (its figure is a lower bound).
+        self.last_was_bound = False
         # Share of CPU the hypervisor took during each measurement, by system and figure.
         self.steal: dict[str, dict[str, list[float | None]]] = {}
 
     def measure(self, system: str, key: str, fn: Any, *a: Any, **kw: Any) -> Any:
         label = report.figure_label(key)
         before = steal.snapshot()
+        self.last_was_bound = False
         try:
             value = fn(*a, **kw)
         except BoundHit as exc:  # too slow to finish: keep the rate it reached, flagged
             value = exc.done / exc.seconds
+            self.last_was_bound = True
             self.errors.append(f"{system} {key}: {exc}; recorded {value:,.0f}/s (a lower bound)")
             say(f"   ! {exc}")
         except Exception as exc:  # a peer failing must not stop the others
@@ -160,10 +164,6 @@ class Bench:
             self._record(system, key, value)
             say(f"   {system:13} {label:45} {value:,.0f}{note}")
         return value
-
-    def _figures(self, system: str, key: str) -> list[float]:
-        """``key``'s values so far, one per run that measured it."""
-        return self.results.get(system, {}).get(key, [])
 
     def _record(self, system: str, key: str, value: float) -> None:
         target = self.ceiling if system == "ceiling" else self.results.setdefault(system, {})
@@ -271,11 +271,7 @@ class Bench:
             for system in systems:
                 peer_runs = self.args.peer_runs or self.args.runs
                 if system.name == "pgqueue" or r <= peer_runs:
-                    before = len(self._figures(system.name, W4_OF))
                     self.run_system(system)
-                    if "W4" in only and hasattr(system.adapter, "BACKGROUND_SQL"):
-                        w2 = self._figures(system.name, W4_OF)
-                        self.run_w4(system, w2[-1] if len(w2) > before else None)
         if "MEMORY" in only and pg is not None:
             say(f"== memory run: {s['memory']:,} jobs")
             try:
@@ -288,6 +284,9 @@ class Bench:
 
     def run_system(self, system: System) -> None:
         s, only, name = self.sizes, self.args.only, system.name
+        w4 = "W4" in only and hasattr(system.adapter, "BACKGROUND_SQL")
+        if w4 and "W2" not in only:
+            self.run_w4(system, None)
         if "W1" in only:
             self.measure(name, "w1_single", workloads.w1_single, system, s["w1_single"])
             if hasattr(system.adapter, "insert_single_sync"):
@@ -307,8 +306,11 @@ class Bench:
             configs = [(k, c, p) for k in kinds for c, p in ((10, 1), (100, 1), (10, 2))]
             configs += getattr(system.adapter, "EXTRA_W2", [])
             for kind, c, p in configs:
-                self.measure_w2(system, f"w2_{kind}_c{c}_p{p}", s["w2"],
-                                concurrency=c, processes=p, kind=kind)  # fmt: skip
+                key = f"w2_{kind}_c{c}_p{p}"
+                value = self.measure_w2(system, key, s["w2"], concurrency=c, processes=p, kind=kind)
+                if key == W4_OF and w4:
+                    # W4 beside the W2 it is a ratio of (a W2 that hit its bound gives none)
+                    self.run_w4(system, None if self.last_was_bound else value)
             self.measure_w2(system, "w2_async_c10_p1_analyze", s["w2"], concurrency=10,
                             analyze=True)  # fmt: skip
             if name == "pgqueue":  # peers: a 150,000-job drain takes procrastinate hours
@@ -319,14 +321,15 @@ class Bench:
             self.measure(name, "w3", workloads.w3_latency, system, s["w3"], s["w3_interval"])
 
     def run_w4(self, system: System, w2: float | None) -> None:
-        """One W4 measurement on a background built for it, right after this run's W2.
+        """One W4 measurement on a background built for it, right after this run's W2
+        1 x 10 (``w2``, None if it failed or hit its bound), and the two's ratio
+        (``w4_fraction``).
 
-        W4 used to run three times at the very end, on one background: minutes after
-        the W2 it is a ratio of, on a machine whose speed drifts by a third in that time
-        (W2 1 x 10 read 11,233, 10,402 and 8,557 in the three runs of one bench, W4
-        8,109, 8,004 and 9,754 after them: 0.78 by the medians). Built anew in each run
-        (10-30 s, untimed), each W4 sits beside its own W2; ``w2``, this run's W2 1 x 10,
-        gives the run's own ratio (``w4_fraction``).
+        W4 used to run three times at the very end, on one background: up to half an
+        hour after the W2 it is a ratio of, on a machine whose speed drifts by a quarter
+        in that time (W2 1 x 10 read 11,233, 10,402 and 8,557 in the three runs of one
+        bench, W4 8,109, 8,004 and 9,754 after them: 0.78 by the medians). The
+        background costs 10-30 s a run, untimed.
         """
         rows = self.sizes["w4_background"]
         say(f"== W4 {system.name}: inserting {rows:,} completed + {rows:,} scheduled rows")
@@ -334,13 +337,21 @@ class Bench:
             top = workloads.w4_background(system, rows)
         except Exception as exc:
             self.errors.append(f"{system.name} W4 background: {exc}")
+            self._reset(system)  # a background built halfway
             return
-        try:
-            w4 = self.measure_w2(system, W4, self.sizes["w2"], concurrency=10, keep_after_id=top)
-        finally:
-            system.reset()  # leave no 2 M-row table behind
-        if w2 and w4:
+        w4 = self.measure_w2(system, W4, self.sizes["w2"], concurrency=10, keep_after_id=top)
+        bound = self.last_was_bound
+        self._reset(system)  # leave no 2 M-row table behind
+        if w2 and w4 and not bound:
             self._record(system.name, "w4_fraction", w4 / w2)
+
+    def _reset(self, system: System) -> None:
+        """Clear ``system``'s table; a failure is the bench's error, not its end (the
+        next measurement resets first anyway)."""
+        try:
+            system.reset()
+        except Exception as exc:
+            self.errors.append(f"{system.name} reset: {type(exc).__name__}: {exc}")
 
 
 def machine() -> dict[str, Any]:

@@ -325,7 +325,7 @@ def peers_ratio_table(results: dict[str, dict[str, list[float]]], systems: list[
         cells = []
         for p in peers:
             theirs = med(results.get(p, {}).get(key))
-            if theirs is None or theirs == 0:
+            if theirs is None or theirs <= 0 or ours <= 0:  # a ratio of nothing
                 cells.append("-")
             else:  # > 1 means pgqueue is better (faster, or lower latency)
                 cells.append(f"{(theirs / ours if lower_is_better(key) else ours / theirs):.2f}x")
