@@ -47,6 +47,7 @@ class JobThreads:
         )
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._idle = 0  # threads started and not in a job: waiting for one, or about to
         self._spawn_check = False
         self._drain_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -67,11 +68,20 @@ class JobThreads:
         return future
 
     def _top_up(self) -> None:
-        """Start a thread for every job still waiting in the inbox, up to ``size``."""
+        """Start a thread for every job still waiting in the inbox that no idle thread is
+        about to take, up to ``size``.
+
+        An idle thread may not have run yet because the event loop's thread holds the GIL
+        (a claim of 50 jobs being turned into tasks takes longer than ``SPAWN_AFTER``):
+        counting the waiting jobs alone started a thread for each of them every time, and
+        a 1 x 100 worker of no-op sync jobs ended with all 202 threads of its pool instead
+        of the 100 its slots can use. Its throughput did not measurably change with the
+        fix (three alternating series: 1.21x, 0.97x, 0.91x).
+        """
         self._spawn_check = False
         waiting = self._inbox.qsize()
         if waiting and not self._closed:
-            self._spawn(waiting)
+            self._spawn(waiting - self._idle)
             if self._inbox.qsize() and len(self._threads) < self.size:
                 self._spawn_check = True
                 asyncio.get_running_loop().call_later(SPAWN_AFTER, self._top_up)
@@ -79,6 +89,7 @@ class JobThreads:
     def _spawn(self, count: int) -> None:
         with self._lock:
             count = min(count, self.size - len(self._threads))
+            self._idle += max(count, 0)
             for _ in range(count):
                 thread = threading.Thread(
                     target=self._work, name=f"{self.name}-{len(self._threads)}", daemon=True
@@ -87,14 +98,20 @@ class JobThreads:
                 thread.start()
 
     def _work(self) -> None:
+        # Idle from its start (counted in _spawn) until it takes a job, and again from
+        # the moment its job's result is in.
         while True:
             item = self._inbox.get()
+            with self._lock:
+                self._idle -= 1
             if item is _STOP:
                 return
             fn, arg, future = item
             if future.done():
                 # Cancelled while it waited (timeout, cancel, node stopping): its job may
                 # already be handed back, so it must not start here now.
+                with self._lock:
+                    self._idle += 1
                 continue
             try:
                 result, error = fn(arg), None
@@ -102,6 +119,7 @@ class JobThreads:
                 result, error = None, exc
             self._done.append((future, result, error))
             with self._lock:
+                self._idle += 1
                 wake = not self._drain_scheduled
                 self._drain_scheduled = True
             if wake and self._loop is not None and not self._loop.is_closed():
