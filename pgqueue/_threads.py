@@ -89,13 +89,13 @@ class JobThreads:
     def _spawn(self, count: int) -> None:
         with self._lock:
             count = min(count, self.size - len(self._threads))
-            self._idle += max(count, 0)
             for _ in range(count):
                 thread = threading.Thread(
                     target=self._work, name=f"{self.name}-{len(self._threads)}", daemon=True
                 )
+                thread.start()  # it takes no job before this lock is released
                 self._threads.append(thread)
-                thread.start()
+                self._idle += 1
 
     def _work(self) -> None:
         # Idle from its start (counted in _spawn) until it takes a job, and again from
@@ -126,6 +126,8 @@ class JobThreads:
                 try:
                     self._loop.call_soon_threadsafe(self._drain)
                 except RuntimeError:  # the loop closed meanwhile
+                    with self._lock:
+                        self._idle -= 1  # this thread ends: no longer one that can take a job
                     return
 
     def _drain(self) -> None:

@@ -25,13 +25,6 @@ class _GatedInbox(queue.SimpleQueue):
         return super().get(block, timeout)
 
 
-def _wait_for(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.001)
-
-
 def test_idle_threads_that_have_not_run_yet_take_a_burst_without_new_threads():
     asyncio.run(_idle_threads_that_have_not_run_yet_take_a_burst_without_new_threads())
 
@@ -39,23 +32,36 @@ def test_idle_threads_that_have_not_run_yet_take_a_burst_without_new_threads():
 async def _idle_threads_that_have_not_run_yet_take_a_burst_without_new_threads():
     pool = JobThreads(20)
     pool._inbox = inbox = _GatedInbox()
-    release = threading.Event()
+    release, started = threading.Event(), threading.Semaphore(0)
+
+    def block(_):
+        started.release()
+        release.wait(5)
+
     # Five jobs that block: each gets a thread of its own, almost at once.
-    blocked = [pool.submit(lambda _: release.wait(5), None) for _ in range(5)]
-    await asyncio.sleep(20 * _threads.SPAWN_AFTER)
+    blocked = [pool.submit(block, None) for _ in range(5)]
+    await _acquired(started, 5)
     assert len(pool._threads) == 5
     # They return; their threads go idle but, the gate shut, cannot take the next job.
     inbox.open.clear()
     release.set()
-    await asyncio.gather(*blocked)
-    _wait_for(lambda: pool._idle == 5)
+    await asyncio.wait_for(asyncio.gather(*blocked), 5)
     burst = [pool.submit(lambda x: x, i) for i in range(5)]
     await asyncio.sleep(20 * _threads.SPAWN_AFTER)
-    assert len(pool._threads) == 5  # the five idle threads are enough
+    assert len(pool._threads) == 5  # the five idle threads are enough (before: ten)
     inbox.open.set()
-    assert await asyncio.gather(*burst) == list(range(5))
+    assert await asyncio.wait_for(asyncio.gather(*burst), 5) == list(range(5))
     assert len(pool._threads) == 5
     pool.shutdown()
+
+
+async def _acquired(semaphore: threading.Semaphore, count: int, timeout: float = 5.0) -> None:
+    """Wait, letting the event loop run, until ``semaphore`` was released ``count`` times."""
+    deadline = time.monotonic() + timeout
+    for _ in range(count):
+        while not semaphore.acquire(blocking=False):
+            assert time.monotonic() < deadline, "timed out"
+            await asyncio.sleep(0.001)
 
 
 def test_jobs_that_block_get_a_thread_each_up_to_the_size():
@@ -70,14 +76,14 @@ async def _jobs_that_block_get_a_thread_each_up_to_the_size():
         started.release()
         release.wait(5)
 
+    # A guard, not the fix: jobs that block must keep getting a thread each at once.
     jobs = [pool.submit(block, None) for _ in range(12)]
-    for _ in range(8):  # eight run at once, each on a thread of its own
-        await asyncio.wait_for(asyncio.to_thread(started.acquire), 5)
+    await _acquired(started, 8)  # eight run at once, each on a thread of its own
     await asyncio.sleep(0.05)
     assert not started.acquire(blocking=False)  # the other four wait for a thread
     assert len(pool._threads) == 8
     release.set()
-    await asyncio.gather(*jobs)
+    await asyncio.wait_for(asyncio.gather(*jobs), 5)
     assert len(pool._threads) == 8
     pool.shutdown()
 
