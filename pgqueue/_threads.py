@@ -98,21 +98,21 @@ class JobThreads:
                 self._idle += 1
 
     def _work(self) -> None:
-        # Idle from its start (counted in _spawn) until it takes a job, and again from
-        # the moment its job's result is in.
+        # Idle from its start (counted in _spawn) until it starts a job or stops, and
+        # again from the moment its job's result is in.
         while True:
             item = self._inbox.get()
-            with self._lock:
-                self._idle -= 1
             if item is _STOP:
+                with self._lock:
+                    self._idle -= 1
                 return
             fn, arg, future = item
             if future.done():
                 # Cancelled while it waited (timeout, cancel, node stopping): its job may
                 # already be handed back, so it must not start here now.
-                with self._lock:
-                    self._idle += 1
                 continue
+            with self._lock:
+                self._idle -= 1
             try:
                 result, error = fn(arg), None
             except BaseException as exc:  # a job's SystemExit too: it is the job's failure

@@ -243,33 +243,58 @@ class _FakeSystem:
             raise RuntimeError("server gone")
 
 
-def test_w4_runs_in_each_run_beside_that_runs_w2_on_a_background_of_its_own(monkeypatch, tmp_path):
-    events: list[str] = []
-    w2_rates, w4_rates = iter([10_000.0, 9_000.0, 8_000.0]), iter([8_500.0, 8_100.0, 7_900.0])
+def _w2_fake(w2_1x10, w4):
+    """A stand-in for ``workloads.w2_process``: W4 (``keep_after_id`` set) reads ``w4()``,
+    W2 1 x 10 as W4 divides by it ``w2_1x10()`` (an exception is raised), the rest 1/s."""
 
     def w2_process(system, n, *, concurrency, processes=1, kind="async", analyze=False,
                    keep_after_id=None):  # fmt: skip
         if keep_after_id is not None:
             assert keep_after_id == 42  # the top id of the background built just before
-            events.append("w4")
-            return next(w4_rates), 1.0
-        if (concurrency, processes, analyze, n) == (10, 1, False, cli.QUICK["w2"]):
-            events.append("w2")
-            return next(w2_rates), 1.0
-        return 1.0, 1.0
+            rate = w4()
+        elif (concurrency, processes, analyze, n) == (10, 1, False, cli.QUICK["w2"]):
+            rate = w2_1x10()
+        else:
+            rate = 1.0
+        if isinstance(rate, Exception):
+            raise rate
+        return rate, rate
+
+    return w2_process
+
+
+def _run_bench(monkeypatch, tmp_path, events, w2_process, only, runs, background=None):
+    """``Bench.run`` of ``only`` on one fake pgqueue recording into ``events``; W4's
+    background is ``background`` (default: none built, its top id 42)."""
+    monkeypatch.setattr(cli.workloads, "w2_process", w2_process)
+    monkeypatch.setattr(cli.workloads, "w2_startup", lambda system: 200.0)
+    monkeypatch.setattr(cli.workloads, "w4_background", background or (lambda system, rows: 42))
+    args = argparse.Namespace(quick=True, only=only, runs=runs, peer_runs=None,
+                              no_pgqueue=False, peers=False, peer=None)  # fmt: skip
+    bench = cli.Bench(args, "postgresql://u@h/db", tmp_path)
+    monkeypatch.setattr(bench, "systems", lambda: [_FakeSystem(events)])
+    bench.run()
+    return bench
+
+
+def test_w4_runs_in_each_run_beside_that_runs_w2_on_a_background_of_its_own(monkeypatch, tmp_path):
+    events: list[str] = []
+    w2_rates, w4_rates = iter([10_000.0, 9_000.0, 8_000.0]), iter([8_500.0, 8_100.0, 7_900.0])
+
+    def w2(rates=w2_rates):
+        events.append("w2")
+        return next(rates)
+
+    def w4(rates=w4_rates):
+        events.append("w4")
+        return next(rates)
 
     def w4_background(system, rows):
         events.append("background")
         return 42
 
-    monkeypatch.setattr(cli.workloads, "w2_process", w2_process)
-    monkeypatch.setattr(cli.workloads, "w4_background", w4_background)
-    monkeypatch.setattr(cli.workloads, "w2_startup", lambda system: 200.0)
-    args = argparse.Namespace(quick=True, only=("W2", "W4"), runs=3, peer_runs=None,
-                              no_pgqueue=False, peers=False, peer=None)  # fmt: skip
-    bench = cli.Bench(args, "postgresql://u@h/db", tmp_path)
-    monkeypatch.setattr(bench, "systems", lambda: [_FakeSystem(events)])
-    bench.run()
+    w2_process = _w2_fake(w2, w4)
+    bench = _run_bench(monkeypatch, tmp_path, events, w2_process, ("W2", "W4"), 3, w4_background)
     # Each run: its W2, then a fresh background, W4 on it, and the table cleared again;
     # no W4 left for the end, minutes from the W2 it is a ratio of.
     assert [e for e in events if e != "reset"] == ["w2", "background", "w4"] * 3
@@ -286,17 +311,8 @@ def test_w4_runs_in_each_run_beside_that_runs_w2_on_a_background_of_its_own(monk
 
 
 def test_a_w4_whose_run_measured_no_w2_records_no_ratio(monkeypatch, tmp_path):
-    def w2_process(system, n, *, concurrency, processes=1, kind="async", analyze=False,
-                   keep_after_id=None):  # fmt: skip
-        return 7_000.0, 7_100.0
-
-    monkeypatch.setattr(cli.workloads, "w2_process", w2_process)
-    monkeypatch.setattr(cli.workloads, "w4_background", lambda system, rows: 42)
-    args = argparse.Namespace(quick=True, only=("W4",), runs=2, peer_runs=None,
-                              no_pgqueue=False, peers=False, peer=None)  # fmt: skip
-    bench = cli.Bench(args, "postgresql://u@h/db", tmp_path)
-    monkeypatch.setattr(bench, "systems", lambda: [_FakeSystem([])])
-    bench.run()
+    w2_process = _w2_fake(lambda: 7_000.0, lambda: 7_000.0)
+    bench = _run_bench(monkeypatch, tmp_path, [], w2_process, ("W4",), 2)
     assert bench.results["pgqueue"]["w4_async_c10_p1"] == [7_000.0, 7_000.0]
     assert "w4_fraction" not in bench.results["pgqueue"]
 
@@ -345,26 +361,8 @@ def test_a_failed_or_bounded_w2_gives_its_w4_no_ratio_and_a_broken_reset_no_end(
 
     events: list[str] = ["broken reset"]
     w2_outcomes = iter([10_000.0, RuntimeError("worker died"), BoundHit("slow", 100, 1.0)])
-
-    def w2_process(system, n, *, concurrency, processes=1, kind="async", analyze=False,
-                   keep_after_id=None):  # fmt: skip
-        if keep_after_id is not None:
-            return 8_000.0, 8_000.0
-        if (concurrency, processes, analyze, n) == (10, 1, False, cli.QUICK["w2"]):
-            outcome = next(w2_outcomes)
-            if isinstance(outcome, Exception):
-                raise outcome
-            return outcome, outcome
-        return 1.0, 1.0
-
-    monkeypatch.setattr(cli.workloads, "w2_process", w2_process)
-    monkeypatch.setattr(cli.workloads, "w4_background", lambda system, rows: 42)
-    monkeypatch.setattr(cli.workloads, "w2_startup", lambda system: 200.0)
-    args = argparse.Namespace(quick=True, only=("W2", "W4"), runs=3, peer_runs=None,
-                              no_pgqueue=False, peers=False, peer=None)  # fmt: skip
-    bench = cli.Bench(args, "postgresql://u@h/db", tmp_path)
-    monkeypatch.setattr(bench, "systems", lambda: [_FakeSystem(events)])
-    bench.run()
+    w2_process = _w2_fake(lambda: next(w2_outcomes), lambda: 8_000.0)
+    bench = _run_bench(monkeypatch, tmp_path, events, w2_process, ("W2", "W4"), 3)
     # Run 1's W2 is the only one to divide by: run 2's failed, run 3's hit its bound
     # (a lower bound would make the ratio look better than it is).
     assert bench.results["pgqueue"]["w2_async_c10_p1"] == [10_000.0, 100.0]
